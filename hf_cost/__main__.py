@@ -1,0 +1,3 @@
+from hf_cost.cli import main
+
+raise SystemExit(main())

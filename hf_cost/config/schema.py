@@ -1,0 +1,201 @@
+"""Pydantic models of a scenario file. `kind:` picks the scenario class, once, here.
+
+Every model forbids unknown keys, so a typo is an error that names the key, not a
+setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hf_cost.config.errors import format_validation_error
+from hf_cost.config.loader import load_yaml
+from hf_cost.errors import ConfigError
+
+# LoadGen's TestSettings defaults; a scenario may ask for less and is then marked "reduced".
+LOADGEN_MIN_DURATION_S = 10.0
+LOADGEN_MIN_QUERY_COUNT = 100
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelSpec(Strict):
+    """Which checkpoint, and how it is placed and run."""
+
+    id: str | None = Field(None, description="Hub id, e.g. 'sentence-transformers/all-MiniLM-L6-v2'.")
+    revision: str = Field("main", description="Hub branch, tag or commit.")
+    path: str | None = Field(None, description="Local checkpoint directory instead of a Hub id.")
+    task: Literal["feature-extraction", "sequence-classification"] = "feature-extraction"
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
+    attn_implementation: Literal["eager", "sdpa"] = "sdpa"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE_RE.match(v):
+            raise ValueError("expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.id is None) == (self.path is None):
+            raise ValueError("give exactly one of 'id' (a Hub id) or 'path' (a local directory)")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.id if self.id is not None else Path(self.path or "").name
+
+
+class DatasetSpec(Strict):
+    """A dataset through `datasets`: a Hub id, or local csv/json/jsonl/parquet files."""
+
+    id: str | None = Field(None, description="Hub dataset id.")
+    path: str | None = Field(None, description="Local data file (csv, json, jsonl, parquet).")
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.id is None) == (self.path is None):
+            raise ValueError("give exactly one of 'id' (a Hub dataset id) or 'path' (a local file)")
+        return self
+
+
+class _InputsBase(Strict):
+    sequence_length: PositiveInt = Field(128, description="Tokens per sample (padded/truncated).")
+    num_samples: PositiveInt = Field(256, description="Size of the performance sample set.")
+    seed: int = Field(0, description="Seed for sampling and synthetic token ids.")
+
+
+class SyntheticInputs(_InputsBase):
+    """Random token ids drawn from the tokenizer's vocabulary (no special tokens)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+
+
+class DatasetInputs(_InputsBase):
+    """Real text from a dataset, tokenised before timing starts."""
+
+    kind: Literal["dataset"]
+    dataset: DatasetSpec
+
+
+Inputs = Annotated[Union[SyntheticInputs, DatasetInputs], Field(discriminator="kind")]
+
+
+class _ScenarioBase(Strict):
+    name: str | None = Field(None, description="Unique name; defaults to the kind.")
+
+
+class SingleStreamScenario(_ScenarioBase):
+    """MLPerf single-stream: one sample per query, next query issued on completion."""
+
+    kind: Literal["single_stream"]
+    warmup_queries: NonNegativeInt = 10
+    min_duration_s: PositiveFloat = LOADGEN_MIN_DURATION_S
+    min_query_count: PositiveInt = LOADGEN_MIN_QUERY_COUNT
+    max_duration_s: PositiveFloat | None = Field(
+        None, description="Hard stop; a run cut short by it is INVALID."
+    )
+    target_percentile: float = Field(0.90, gt=0.0, lt=1.0)
+
+    @property
+    def reduced(self) -> bool:
+        return (
+            self.min_duration_s < LOADGEN_MIN_DURATION_S
+            or self.min_query_count < LOADGEN_MIN_QUERY_COUNT
+        )
+
+
+class OfflineScenario(_ScenarioBase):
+    """MLPerf offline: all samples issued as one query, batched by the runner."""
+
+    kind: Literal["offline"]
+    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
+    warmup_batches: NonNegativeInt = 2
+    min_duration_s: PositiveFloat = LOADGEN_MIN_DURATION_S
+    min_sample_count: PositiveInt = LOADGEN_MIN_QUERY_COUNT
+
+    @field_validator("batch_sizes", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @property
+    def reduced(self) -> bool:
+        return (
+            self.min_duration_s < LOADGEN_MIN_DURATION_S
+            or self.min_sample_count < LOADGEN_MIN_QUERY_COUNT
+        )
+
+
+Scenario = Annotated[
+    Union[SingleStreamScenario, OfflineScenario],
+    Field(discriminator="kind"),
+]
+
+
+class Hardware(Strict):
+    """Peak compute for MFU. Without it, a known GPU's figure is used, else 'peak unknown'."""
+
+    peak_tflops: PositiveFloat | None = Field(
+        None, description="Dense peak TFLOP/s of this device at the scenario's dtype."
+    )
+
+
+class Suite(Strict):
+    """A whole scenario file."""
+
+    name: str | None = None
+    model: ModelSpec
+    inputs: Inputs = Field(default_factory=SyntheticInputs)
+    hardware: Hardware = Field(default_factory=Hardware)
+    scenarios: list[Scenario] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Suite:
+        seen: dict[str, int] = {}
+        for i, sc in enumerate(self.scenarios):
+            if sc.name is None:
+                count = sum(1 for other in self.scenarios[:i] if other.kind == sc.kind)
+                sc.name = sc.kind if count == 0 else f"{sc.kind}-{count + 1}"
+            if sc.name in seen:
+                raise ValueError(
+                    f"scenarios[{i}].name: '{sc.name}' is already used by scenarios[{seen[sc.name]}]"
+                )
+            seen[sc.name] = i
+        return self
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Load and validate a scenario file. Errors name the file and the key path."""
+    data = load_yaml(path)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, Suite), where=str(path)) from None
+    if suite.name is None:
+        suite.name = Path(path).stem
+    return suite
