@@ -134,7 +134,7 @@ class OfflineScenario(_ScenarioBase):
 
     kind: Literal["offline"]
     batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
-    warmup_batches: NonNegativeInt = 2
+    warmup_batches: NonNegativeInt = Field(3, description="Also calibrate the expected rate (at least 1).")
     min_duration_s: PositiveFloat = LOADGEN_MIN_DURATION_S
     min_sample_count: PositiveInt = LOADGEN_MIN_QUERY_COUNT
 

@@ -1,0 +1,124 @@
+"""Command line: `python -m hf_cost run|validate|cache import|schema`.
+
+Nothing heavy is imported here, so `--help` is instant; each subcommand imports
+what it needs. A UserError becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hf_cost.errors import UserError
+
+DEFAULT_OUTPUT_ROOT = Path("results")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopped cleanly, no result files were written", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hf-cost", description="What a Hugging Face checkpoint really costs, measured MLPerf-style."
+    )
+    sub = p.add_subparsers(title="commands")
+
+    run = sub.add_parser("run", help="run every scenario in a scenario file")
+    run.add_argument("scenario_file", type=Path)
+    run.add_argument(
+        "--output", "-o", type=Path, default=None,
+        help=f"output directory (default: {DEFAULT_OUTPUT_ROOT}/<scenario name>/)",
+    )
+    run.add_argument("--offline", action="store_true", help="never contact the Hub")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    run.set_defaults(func=_cmd_run)
+
+    val = sub.add_parser("validate", help="check scenario files without loading weights")
+    val.add_argument("scenario_files", type=Path, nargs="+")
+    val.add_argument("--offline", action="store_true", help="never contact the Hub")
+    val.set_defaults(func=_cmd_validate)
+
+    cache = sub.add_parser("cache", help="manage the local Hub cache")
+    cache_sub = cache.add_subparsers(title="cache commands")
+    imp = cache_sub.add_parser(
+        "import", help="make a local checkpoint directory answer to a Hub id, offline"
+    )
+    imp.add_argument("directory", type=Path)
+    imp.add_argument("--as", dest="repo_id", required=True, help="the Hub id, e.g. org/name")
+    imp.add_argument("--revision", default="main", help="branch name or 40-hex commit (default main)")
+    imp.set_defaults(func=_cmd_cache_import)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of results.json")
+    schema.set_defaults(func=_cmd_schema)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hf_cost.hub_access import configure_hub_access
+
+    configure_hub_access(force_offline=args.offline, quiet=args.quiet)
+
+    from hf_cost.pipeline import prepare, run_suite
+    from hf_cost.progress import Progress
+    from hf_cost.report.atomic import check_writable
+    from hf_cost.report.console import print_summary
+    from hf_cost.report.writers import write_results
+
+    progress = Progress(enabled=not args.quiet)
+    prepared = prepare(args.scenario_file, progress)
+    out_dir = args.output or DEFAULT_OUTPUT_ROOT / (prepared.suite.name or args.scenario_file.stem)
+    try:
+        check_writable(out_dir)
+    except OSError as exc:
+        raise UserError(f"output directory {out_dir} is not writable: {exc.strerror}", where="--output") from None
+    result = run_suite(prepared, progress)
+    paths = write_results(result, out_dir)
+    print_summary(result)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from hf_cost.hub_access import configure_hub_access
+
+    configure_hub_access(force_offline=args.offline)
+
+    from hf_cost.pipeline import prepare
+
+    for path in args.scenario_files:
+        prepared = prepare(path)
+        kinds = ", ".join(s.name or s.kind for s in prepared.suite.scenarios)
+        print(f"{path}: OK — {prepared.suite.model.display_name} ({prepared.checkpoint.source}); scenarios: {kinds}")
+    return 0
+
+
+def _cmd_cache_import(args: argparse.Namespace) -> int:
+    from hf_cost.models.hub_cache import import_checkpoint
+
+    snapshot = import_checkpoint(args.directory, args.repo_id, args.revision)
+    print(f"{args.directory} -> {args.repo_id}@{args.revision}: {snapshot}")
+    print(f"from_pretrained('{args.repo_id}') now resolves offline (HF_HUB_OFFLINE=1).")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from hf_cost.report.schema import RunResult
+
+    print(json.dumps(RunResult.model_json_schema(), indent=2))
+    return 0

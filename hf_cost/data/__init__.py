@@ -1,0 +1,1 @@
+"""Inputs: datasets through `datasets`, and the tokenised performance sample set."""

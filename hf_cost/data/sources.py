@@ -1,0 +1,62 @@
+"""Load a dataset split through `datasets`: a Hub id or local files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hf_cost.config.schema import DatasetSpec
+from hf_cost.errors import DataError
+
+# file suffix -> the `datasets` builder that reads it
+LOCAL_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
+    """Return a `datasets.Dataset` for ``spec``; every failure is a one-line DataError."""
+    import datasets
+
+    try:
+        if spec.path is not None:
+            path = Path(spec.path)
+            builder = LOCAL_BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise DataError(
+                    f"cannot read '{path.name}': expected one of {sorted(LOCAL_BUILDERS)}",
+                    where=f"{where}.path",
+                )
+            if not path.is_file():
+                raise DataError(f"no data file at {path}", where=f"{where}.path")
+            ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
+            if spec.split not in ("train", "data"):
+                raise DataError(
+                    f"a local file has a single split; drop 'split' or select rows by a column",
+                    where=f"{where}.split",
+                )
+        else:
+            ds = datasets.load_dataset(
+                spec.id, spec.config, split=spec.split, revision=spec.revision
+            )
+    except DataError:
+        raise
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DataError(f"cannot load dataset: {first}", where=where) from None
+    except Exception as exc:  # datasets raises its own types (DatasetGenerationError, ...)
+        if exc.__class__.__module__.startswith("datasets"):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise DataError(f"cannot load dataset: {first}", where=where) from None
+        raise
+    if len(ds) == 0:
+        raise DataError("the split is empty", where=f"{where}.split")
+    return ds
+
+
+def require_columns(ds: Any, columns: dict[str, str | None], where: str) -> None:
+    """``columns`` maps a scenario key to the column it names; a missing one is an error."""
+    for key, column in columns.items():
+        if column is not None and column not in ds.column_names:
+            raise DataError(
+                f"column '{column}' not in the dataset (columns: {', '.join(ds.column_names)})",
+                where=f"{where}.{key}",
+            )

@@ -1,0 +1,1 @@
+"""Measurements: latency statistics, early stopping, memory, FLOPs, environment."""

@@ -1,0 +1,230 @@
+"""Matmul-class FLOP counts (measured and analytic), peak TFLOP/s lookup and MFU.
+
+Measured counts come from ``torch.utils.flop_counter.FlopCounterMode``, which counts
+only matmul-class operators (mm, addmm, bmm, baddbmm, convolutions, attention
+kernels) at ``2 * m * n * k`` FLOPs per matmul. Element-wise work (softmax, GELU,
+LayerNorm, dropout, the loss) is not counted, so the analytic formula below counts
+the same thing and the two can be compared exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+__all__ = [
+    "FlopCount",
+    "count_forward_flops",
+    "count_train_step_flops",
+    "analytic_encoder_flops",
+    "known_peak_tflops",
+    "mfu",
+]
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one call on one batch, matmul-class operators only.
+
+    ``by_operator`` maps an aten operator name (``"aten.addmm"``) to its FLOPs;
+    its values sum to ``total``.
+    """
+
+    total: int
+    by_operator: dict[str, int]
+
+
+# --- custom formulas for attention kernels FlopCounterMode does not know -----------
+# FlopCounterMode wraps each custom formula in ``shape_wrapper``: tensors arrive as
+# their shapes, in the operator's schema order, and the output as ``out_shape=``.
+# The CPU fused kernel's schemas start with the same tensors as the CUDA ones:
+#   _scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, ...)
+#   _scaled_dot_product_flash_attention_for_cpu_backward(grad_out, query, key, value, ...)
+# so torch's own counting functions apply unchanged: forward is two bmm
+# (Q K^T and P V) = 4*B*H*Sq*Sk*D; backward is torch's five bmm (scores recomputed,
+# then dV, dP, dQ, dK) = 10*B*H*Sq*Sk*D, i.e. 2.5x forward. Matching torch's
+# convention keeps CPU and CUDA counts of the same model identical.
+
+
+def _sdpa_forward_flop(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
+    """FLOPs of a fused SDPA forward given (B, heads, S, D) shapes; causal masks ignored."""
+    return int(sdpa_flop_count(query_shape, key_shape, value_shape))
+
+
+def _sdpa_backward_flop(
+    grad_out_shape: Any,
+    query_shape: Any,
+    key_shape: Any,
+    value_shape: Any,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    """FLOPs of a fused SDPA backward, using torch's ``sdpa_backward_flop_count``."""
+    return int(sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape))
+
+
+_aten = torch.ops.aten
+_CUSTOM_MAPPING: dict[Any, Any] = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward_flop,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flop,
+    # Backends plugged in through PrivateUse1/XPU use the "overrideable" pair.
+    _aten._scaled_dot_product_fused_attention_overrideable: _sdpa_forward_flop,
+    _aten._scaled_dot_product_fused_attention_overrideable_backward: _sdpa_backward_flop,
+}
+
+
+def _flop_counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False, custom_mapping=_CUSTOM_MAPPING)
+
+
+def _result(counter: FlopCounterMode) -> FlopCount:
+    by_operator = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return FlopCount(total=int(counter.get_total_flops()), by_operator=by_operator)
+
+
+def count_forward_flops(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> FlopCount:
+    """Count the FLOPs of one forward of ``model(**inputs)`` under ``torch.no_grad()``.
+
+    The model's train/eval mode is left as the caller set it.
+    """
+    counter = _flop_counter()
+    with torch.no_grad(), counter:
+        model(**inputs)
+    return _result(counter)
+
+
+def count_train_step_flops(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> FlopCount:
+    """Count the FLOPs of forward plus ``loss.backward()`` (no optimizer step).
+
+    ``inputs`` must make the model return a ``.loss`` (for example by containing
+    ``"labels"``). Parameters are not changed; gradients are cleared afterwards with
+    ``model.zero_grad(set_to_none=True)``, so any gradients held before the call are
+    dropped too. The train/eval mode is left as the caller set it.
+    """
+    counter = _flop_counter()
+    try:
+        with torch.enable_grad(), counter:
+            outputs = model(**inputs)
+            loss = getattr(outputs, "loss", None)
+            if loss is None:
+                raise ValueError(
+                    "count_train_step_flops: the model output has no .loss; "
+                    f"pass labels in inputs (got keys {sorted(inputs)})"
+                )
+            loss.backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+    return _result(counter)
+
+
+def analytic_encoder_flops(
+    config: Any,
+    sequence_length: int,
+    batch_size: int = 1,
+    *,
+    with_pooler: bool,
+    num_labels: int | None = None,
+) -> int:
+    """Matmul FLOPs (``2*m*n*k`` per matmul) of a BERT-family encoder forward.
+
+    Per layer, with S = sequence_length, H = hidden_size, I = intermediate_size:
+    ``8*S*H^2`` (Q, K, V, O projections) + ``4*S^2*H`` (Q K^T and A V) + ``4*S*H*I``
+    (FFN up and down). Times ``num_hidden_layers``, plus ``2*H*H`` for the pooler
+    (first token only) if ``with_pooler``, plus ``2*H*num_labels`` for a
+    classification head if ``num_labels``; all times ``batch_size``. Embedding
+    lookups are gathers, not matmuls, and count nothing.
+
+    Raises ValueError when the config lacks hidden_size, num_hidden_layers or
+    intermediate_size (not an encoder of this family) or a size is not positive.
+    """
+    needed = ("hidden_size", "num_hidden_layers", "intermediate_size")
+    missing = [name for name in needed if not isinstance(getattr(config, name, None), int)]
+    if missing:
+        model_type = getattr(config, "model_type", type(config).__name__)
+        raise ValueError(
+            f"analytic_encoder_flops needs a BERT-family encoder config; {model_type!r} config "
+            f"lacks {', '.join(missing)}"
+        )
+    if sequence_length <= 0 or batch_size <= 0:
+        raise ValueError(
+            f"sequence_length and batch_size must be positive, got {sequence_length} and {batch_size}"
+        )
+    if num_labels is not None and num_labels <= 0:
+        raise ValueError(f"num_labels must be positive, got {num_labels}")
+    s, h, i = sequence_length, config.hidden_size, config.intermediate_size
+    per_layer = 8 * s * h * h + 4 * s * s * h + 4 * s * h * i
+    per_sample = config.num_hidden_layers * per_layer
+    if with_pooler:
+        per_sample += 2 * h * h
+    if num_labels:
+        per_sample += 2 * h * num_labels
+    return batch_size * per_sample
+
+
+# --- peak throughput -----------------------------------------------------------------
+# Dense (no structured sparsity) peak TFLOP/s at boost clock, from NVIDIA datasheets:
+# H100/H200: "NVIDIA H100 Tensor Core GPU" and "NVIDIA H200 Tensor Core GPU" datasheets
+# (their tensor figures are "with sparsity"; the dense figure is half), A100: "NVIDIA
+# A100 Tensor Core GPU" datasheet, L4: "NVIDIA L4 Tensor Core GPU" datasheet, T4:
+# "NVIDIA T4 Tensor Core GPU" datasheet, V100: "NVIDIA V100 Tensor Core GPU" datasheet.
+# A10G is an AWS-only part with no public NVIDIA datasheet; its figures are the ones
+# AWS quotes for G5 instances (FP32 31.52, tensor FP16/BF16 70).
+# "float32" is the plain (non-tensor-core) FP32 rate, not TF32: PyTorch runs float32
+# matmuls without TF32 unless torch.backends.cuda.matmul.allow_tf32 is set.
+# "float16"/"bfloat16" are dense tensor-core rates; T4 and V100 have no BF16 support.
+# Patterns are tried in order (more specific first) against torch.cuda.get_device_name().
+_PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    (r"H100 PCIe", {"float32": 51.0, "float16": 756.5, "bfloat16": 756.5}),
+    (r"H100 NVL", {"float32": 60.0, "float16": 835.5, "bfloat16": 835.5}),
+    (r"H100", {"float32": 67.0, "float16": 989.5, "bfloat16": 989.5}),  # SXM5
+    (r"H200 NVL", {"float32": 60.0, "float16": 835.5, "bfloat16": 835.5}),
+    (r"H200", {"float32": 67.0, "float16": 989.5, "bfloat16": 989.5}),  # SXM
+    (r"A100", {"float32": 19.5, "float16": 312.0, "bfloat16": 312.0}),  # SXM and PCIe
+    (r"A10G", {"float32": 31.52, "float16": 70.0, "bfloat16": 70.0}),
+    (r"L4", {"float32": 30.3, "float16": 121.0, "bfloat16": 121.0}),
+    (r"T4", {"float32": 8.1, "float16": 65.0}),
+    (r"V100S", {"float32": 16.4, "float16": 130.0}),
+    (r"V100-PCIE", {"float32": 14.0, "float16": 112.0}),
+    (r"V100", {"float32": 15.7, "float16": 125.0}),  # SXM2
+)
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def known_peak_tflops(device_name: str, dtype: str) -> float | None:
+    """Dense peak TFLOP/s of a known NVIDIA GPU for ``dtype``, or None when unknown.
+
+    ``device_name`` is what ``torch.cuda.get_device_name()`` returns (for example
+    ``"NVIDIA H100 80GB HBM3"``); a table entry matches as a whole word, so "L4" does
+    not match "L40S" nor "A100" match "A10G". ``dtype`` is "float32", "float16" or
+    "bfloat16" (a "torch." prefix is accepted). CPUs, unlisted GPUs and dtypes a GPU
+    lacks (BF16 on T4/V100) return None. Raises ValueError for any other dtype.
+    """
+    key = dtype.removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+    for pattern, peaks in _PEAK_TFLOPS:
+        if re.search(rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])", device_name, re.IGNORECASE):
+            return peaks.get(key)
+    return None
+
+
+def mfu(achieved_flops_per_s: float, peak_tflops: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved model FLOP/s divided by peak FLOP/s.
+
+    ``MFU = achieved_flops_per_s / (peak_tflops * 1e12)``, as defined in the PaLM
+    paper (Chowdhery et al., 2022, appendix B): the FLOPs the model needs per step
+    (here the matmul FLOPs counted above) times steps per second, over the hardware's
+    theoretical peak. Returns None when the peak is unknown.
+    """
+    if peak_tflops is None:
+        return None
+    if peak_tflops <= 0:
+        raise ValueError(f"peak_tflops must be positive, got {peak_tflops}")
+    return achieved_flops_per_s / (peak_tflops * 1e12)

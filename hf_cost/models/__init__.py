@@ -1,0 +1,1 @@
+"""Finding, importing and loading checkpoints."""

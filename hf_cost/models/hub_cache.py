@@ -1,0 +1,80 @@
+"""Make a local checkpoint answer to its Hub id, offline.
+
+Writes the layout `huggingface_hub` reads from its cache::
+
+    <HF_HUB_CACHE>/models--org--name/refs/<revision>          (holds the commit hash)
+    <HF_HUB_CACHE>/models--org--name/snapshots/<commit>/...    (the files)
+
+so that ``from_pretrained("org/name")`` resolves with ``HF_HUB_OFFLINE=1``. The
+commit is a content hash of the files, so importing the same files twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from hf_cost.errors import UserError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def hub_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def repo_folder(repo_id: str, cache_dir: Path | None = None) -> Path:
+    return (cache_dir or hub_cache_dir()) / ("models--" + repo_id.replace("/", "--"))
+
+
+def content_hash(src: Path) -> str:
+    """A 40-hex digest of the relative paths and bytes of every file under ``src``."""
+    digest = hashlib.sha1()
+    for file in sorted(p for p in src.rglob("*") if p.is_file() and ".git" not in p.parts):
+        digest.update(file.relative_to(src).as_posix().encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def import_checkpoint(
+    src: str | Path, repo_id: str, revision: str = "main", cache_dir: Path | None = None
+) -> Path:
+    """Copy the checkpoint in ``src`` into the Hub cache as ``repo_id@revision``.
+
+    Returns the snapshot directory. Raises UserError for a bad id or source.
+    """
+    src = Path(src).expanduser()
+    if not _REPO_ID.match(repo_id):
+        raise UserError(f"'{repo_id}' is not a Hub model id (expected 'org/name')", where="--as")
+    if not src.is_dir():
+        raise UserError(f"no directory at {src}", where="cache import")
+    if not (src / "config.json").is_file():
+        raise UserError(f"{src} has no config.json: not a transformers checkpoint", where="cache import")
+    commit = revision if _COMMIT.match(revision) else content_hash(src)
+    folder = repo_folder(repo_id, cache_dir)
+    snapshot = folder / "snapshots" / commit
+    try:
+        if not snapshot.exists():
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".import-", dir=snapshot.parent))
+            shutil.copytree(src, staging / "files", ignore=shutil.ignore_patterns(".git"))
+            os.replace(staging / "files", snapshot)
+            staging.rmdir()
+        if not _COMMIT.match(revision):
+            refs = folder / "refs"
+            refs.mkdir(parents=True, exist_ok=True)
+            tmp = refs / f".{revision}.tmp"
+            tmp.write_text(commit)
+            os.replace(tmp, refs / revision)
+    except OSError as exc:
+        raise UserError(f"cannot write the Hub cache at {folder}: {exc.strerror}", where="cache import") from None
+    return snapshot

@@ -1,0 +1,95 @@
+"""Load a resolved checkpoint through transformers, placed by Accelerate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hf_cost.config.schema import ModelSpec
+from hf_cost.errors import UserError
+from hf_cost.models.resolve import ResolvedCheckpoint
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
+
+
+def pick_device(requested: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'. A missing GPU is a user error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("CUDA was asked for but no GPU is visible to torch", where="model.device")
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(
+                f"{requested} asked for, but only {torch.cuda.device_count()} GPU(s) are visible",
+                where="model.device",
+            )
+        return f"cuda:{index}"
+    return "cpu"
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # torch.nn.Module in eval mode
+    tokenizer: Any
+    device: Any  # torch.device
+    info: dict[str, Any]  # what was loaded: parameters, bytes, dtype, device, source
+
+
+def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any = None) -> LoadedModel:
+    """Load weights and tokenizer. ``model_class`` defaults to the one ``spec.task`` names."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    device = pick_device(spec.device)
+    if model_class is None:
+        model_class = AutoModel if spec.task == "feature-extraction" else AutoModelForSequenceClassification
+    dtype: Any = "auto" if spec.dtype == "auto" else getattr(torch, spec.dtype)
+    kwargs: dict[str, Any] = {
+        "torch_dtype": dtype,
+        "attn_implementation": spec.attn_implementation,
+        "device_map": {"": device},  # Accelerate places every module on this device
+    }
+    if resolved.revision is not None:
+        kwargs["revision"] = resolved.revision
+    try:
+        model = model_class.from_pretrained(resolved.reference, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.reference, revision=resolved.revision)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"cannot load {resolved.reference}: {first}", where="model") from None
+    model.eval()
+    params = list(model.parameters())
+    first_param = params[0]
+    info = {
+        "id": resolved.reference if resolved.revision is not None else None,
+        "path": str(resolved.local_dir),
+        "revision": resolved.revision,
+        "commit": resolved.commit,
+        "source": resolved.source,
+        "task": spec.task,
+        "model_class": type(model).__name__,
+        "architecture": getattr(resolved.config, "model_type", None),
+        "device": str(first_param.device),
+        "dtype": str(first_param.dtype).removeprefix("torch."),
+        "attn_implementation": getattr(model.config, "_attn_implementation", spec.attn_implementation),
+        "parameters": sum(p.numel() for p in params),
+        "parameter_bytes": sum(p.numel() * p.element_size() for p in params),
+        "buffer_bytes": sum(b.numel() * b.element_size() for b in model.buffers()),
+        "weights_size_on_disk_bytes": weights_size_on_disk(resolved.local_dir),
+        "max_position_embeddings": getattr(resolved.config, "max_position_embeddings", None),
+    }
+    return LoadedModel(model=model, tokenizer=tokenizer, device=first_param.device, info=info)
+
+
+def weights_size_on_disk(directory: Path) -> int:
+    """Bytes of weight files in a checkpoint directory (following cache symlinks to blobs)."""
+    return sum(
+        p.resolve().stat().st_size
+        for p in directory.rglob("*")
+        if p.is_file() and p.suffix in _WEIGHT_SUFFIXES
+    )

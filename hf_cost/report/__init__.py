@@ -1,0 +1,1 @@
+"""The result schema and its writers (results.json, report.md)."""

@@ -1,0 +1,29 @@
+"""The summary table printed at the end of `run`."""
+
+from __future__ import annotations
+
+from hf_cost.report.schema import RunResult
+from hf_cost.report.summary import COLUMNS, summary_row
+
+
+def print_summary(result: RunResult) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(f"hf_cost: {result.suite.get('name')} — {result.model.get('id') or result.model.get('path')}"))
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold")
+    for r in result.scenarios:
+        row = summary_row(r)
+        style = "red" if r.validity and r.validity.result == "INVALID" else None
+        table.add_row(*(escape(row[c]) for c in COLUMNS), style=style)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    if result.flops is not None:
+        f = result.flops
+        console.print(
+            f"FLOPs/sample: measured {f.measured_per_sample / 1e9:.3f} G, analytic "
+            + ("n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} G")
+            + f"; MFU peak: {result.peak_source}"
+        )

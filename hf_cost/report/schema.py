@@ -1,0 +1,88 @@
+"""The results.json schema. Bump SCHEMA_VERSION on any incompatible change.
+
+Conventions: units live in key names (`_ms`, `_s`, `_mib`, `_bytes`,
+`_per_s`); every summary figure sits beside the raw samples it was computed
+from, so it can be recomputed. docs/results.schema.json is generated from these
+models (`python -m hf_cost schema`), and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Validity(_Out):
+    """MLPerf-style validity of one scenario run."""
+
+    result: Literal["VALID", "INVALID"]
+    min_duration_satisfied: bool
+    min_queries_satisfied: bool = Field(description="min_query_count (single-stream) or min_sample_count (offline)")
+    early_stopping_satisfied: bool | None = Field(None, description="None where early stopping does not apply (offline)")
+    reduced_settings: bool = Field(description="True when the scenario asked for less than LoadGen's defaults (10 s, 100 queries)")
+    recommendations: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def decide(
+        cls,
+        *,
+        min_duration_satisfied: bool,
+        min_queries_satisfied: bool,
+        early_stopping_satisfied: bool | None,
+        reduced_settings: bool,
+        recommendations: list[str],
+    ) -> Validity:
+        ok = min_duration_satisfied and min_queries_satisfied and early_stopping_satisfied is not False
+        return cls(
+            result="VALID" if ok else "INVALID",
+            min_duration_satisfied=min_duration_satisfied,
+            min_queries_satisfied=min_queries_satisfied,
+            early_stopping_satisfied=early_stopping_satisfied,
+            reduced_settings=reduced_settings,
+            recommendations=recommendations,
+        )
+
+
+class ScenarioResult(_Out):
+    name: str = Field(description="Scenario name; offline sweep points are 'NAME[bs=B]'")
+    kind: str
+    settings: dict[str, Any] = Field(description="The scenario's validated settings, plus per-point ones")
+    metrics: dict[str, Any] = Field(description="Summary figures; units in the key names")
+    validity: Validity | None = None
+    memory: dict[str, Any] = Field(default_factory=dict)
+    raw: dict[str, list[Any]] = Field(description="Raw per-query / per-batch samples the metrics come from")
+    notes: list[str] = Field(default_factory=list)
+
+
+class FlopsInfo(_Out):
+    sequence_length: int
+    batch_size: int
+    measured_per_sample: int = Field(description="torch FlopCounterMode, matmul-class ops incl. attention")
+    analytic_per_sample: int | None = Field(description="closed-form encoder formula; None for non-encoders")
+    relative_difference: float | None
+    by_operator: dict[str, int]
+    method: str
+
+
+class RunResult(_Out):
+    schema_version: str = SCHEMA_VERSION
+    hf_cost_version: str
+    created_utc: str
+    scenario_file: str
+    suite: dict[str, Any] = Field(description="The fully resolved scenario file (includes merged, defaults filled)")
+    environment: dict[str, Any]
+    model: dict[str, Any] = Field(description="What was loaded: id, revision, commit, parameters, bytes, device, dtype")
+    inputs: dict[str, Any] = Field(description="The performance sample set: source, size, sequence length, seed")
+    flops: FlopsInfo | None = None
+    peak_tflops: float | None = Field(None, description="Peak used for MFU, and where it came from in peak_source")
+    peak_source: str = "peak unknown"
+    load_time_s: float
+    baseline_rss_mib: float = Field(description="RSS after imports and model load; memory deltas are over this")
+    scenarios: list[ScenarioResult]

@@ -1,0 +1,55 @@
+"""One row per scenario result: the figures both report.md and the console table show.
+
+Each row carries its n, spread and validity, so no printed number stands alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hf_cost.report.schema import ScenarioResult
+
+COLUMNS = ("scenario", "n", "headline", "spread", "validity", "peak RSS Δ")
+
+
+def _fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def summary_row(r: ScenarioResult) -> dict[str, str]:
+    m = r.metrics
+    if r.kind == "single_stream":
+        lat = m["latency_ms"]
+        tkey = next(k for k in m if k.startswith("early_stopping_p"))
+        headline = (
+            f"p50 {_fmt(lat['percentiles_ms']['p50'])} ms · p90 {_fmt(lat['percentiles_ms']['p90'])} ms · "
+            f"p99 {_fmt(lat['percentiles_ms']['p99'])} ms · ES {tkey.split('_')[2]} {_fmt(m[tkey])} ms"
+        )
+        spread = f"mean {_fmt(lat['mean_ms'])} ± {_fmt(lat['stdev_ms'])} ms (sd), min {_fmt(lat['min_ms'])}, max {_fmt(lat['max_ms'])}"
+        n = f"{m['queries']} queries"
+    elif r.kind == "offline":
+        lat = m["batch_latency_ms"]
+        headline = f"{_fmt(m['throughput_samples_per_s'], digits=1)} samples/s"
+        spread = (
+            f"batch p50 {_fmt(lat['percentiles_ms']['p50'])} ms, p90 {_fmt(lat['percentiles_ms']['p90'])} ms, "
+            f"sd {_fmt(lat['stdev_ms'])} ms over {m['batches']} batches; {_fmt(m['duration_s'], ' s', 1)}"
+        )
+        n = f"{m['samples']} samples"
+    else:
+        headline, spread, n = _generic(m), "", ""
+    validity = "—"
+    if r.validity is not None:
+        validity = r.validity.result + (" (reduced)" if r.validity.reduced_settings else "")
+    mem = r.memory.get("peak_rss_delta_mib")
+    return {
+        "scenario": r.name,
+        "n": n,
+        "headline": headline,
+        "spread": spread,
+        "validity": validity,
+        "peak RSS Δ": "—" if mem is None else f"{mem:.0f} MiB",
+    }
+
+
+def _generic(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))[:120]

@@ -1,0 +1,11 @@
+"""One runner per scenario kind, looked up in one registry."""
+
+from __future__ import annotations
+
+from hf_cost.runners.base import Runner, RunContext
+from hf_cost.runners.offline import OfflineRunner
+from hf_cost.runners.single_stream import SingleStreamRunner
+
+RUNNERS: dict[str, type[Runner]] = {r.kind: r for r in (SingleStreamRunner, OfflineRunner)}
+
+__all__ = ["RUNNERS", "RunContext", "Runner"]

@@ -1,0 +1,48 @@
+"""What every runner gets, and the shared driver steps around a measurement."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.measure.memory import track_peak_memory
+from hf_cost.models.candidate import Candidate
+from hf_cost.progress import Progress
+from hf_cost.report.schema import ScenarioResult
+
+clock = time.perf_counter  # the one clock for every timed interval
+
+
+@dataclass
+class RunContext:
+    candidate: Candidate
+    perf_set: PerformanceSet
+    flops_per_sample: int | None
+    peak_tflops: float | None
+    baseline_rss_bytes: int
+    progress: Progress
+
+    def memory(self) -> track_peak_memory:
+        """Peak-memory tracker for one scenario, isolated from the ones before it."""
+        cuda = self.candidate.device if self.candidate.is_cuda else None
+        return track_peak_memory(self.baseline_rss_bytes, cuda)
+
+    def compute_metrics(self, samples_per_s: float) -> dict[str, Any]:
+        """Achieved GFLOP/s and MFU at a given sample rate (MFU = achieved / peak FLOP/s)."""
+        if self.flops_per_sample is None:
+            return {"achieved_gflops_per_s": None, "mfu": None}
+        achieved = self.flops_per_sample * samples_per_s
+        mfu = achieved / (self.peak_tflops * 1e12) if self.peak_tflops else None
+        return {"achieved_gflops_per_s": achieved / 1e9, "mfu": mfu}
+
+
+class Runner(ABC):
+    """One scenario kind. `run` returns one result, or one per sweep point."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def run(self, scenario: Any, ctx: RunContext) -> list[ScenarioResult]: ...

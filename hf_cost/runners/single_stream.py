@@ -1,0 +1,127 @@
+"""MLPerf single-stream: closed loop, one sample per query, latency percentiles."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hf_cost.config.schema import SingleStreamScenario
+from hf_cost.measure.early_stopping import early_stopping_estimate
+from hf_cost.measure.latency import LatencyStats, percentile, percentile_key
+from hf_cost.report.schema import ScenarioResult, Validity
+from hf_cost.runners.base import RunContext, Runner, clock
+
+
+class SingleStreamRunner(Runner):
+    kind = "single_stream"
+
+    def run(self, scenario: SingleStreamScenario, ctx: RunContext) -> list[ScenarioResult]:
+        cand, pset = ctx.candidate, ctx.perf_set
+        samples = [
+            {k: t[i : i + 1] for k, t in pset.tensors.items()} for i in range(pset.num_samples)
+        ]  # views, prepared before any clock starts
+        rng = random.Random(pset.seed)
+        ctx.progress.say(f"[{scenario.name}] warm-up: {scenario.warmup_queries} queries")
+        for _ in range(scenario.warmup_queries):
+            cand.forward(samples[rng.randrange(len(samples))])
+        cand.synchronize()
+
+        latencies_ms: list[float] = []
+        issued_s: list[float] = []
+        indices: list[int] = []
+        cut_short = False
+        ctx.progress.say(
+            f"[{scenario.name}] measuring until {scenario.min_duration_s:g} s and "
+            f"{scenario.min_query_count} queries"
+        )
+        ctx.progress.reset()
+        with ctx.memory() as memory:
+            start = clock()
+            while True:
+                idx = rng.randrange(len(samples))
+                sample = samples[idx]
+                t0 = clock()
+                cand.forward(sample)
+                cand.synchronize()
+                t1 = clock()
+                latencies_ms.append((t1 - t0) * 1e3)
+                issued_s.append(t0 - start)
+                indices.append(idx)
+                n = len(latencies_ms)
+                if issued_s[-1] >= scenario.min_duration_s and n >= scenario.min_query_count:
+                    break
+                if scenario.max_duration_s is not None and t1 - start >= scenario.max_duration_s:
+                    cut_short = True
+                    break
+                ctx.progress.tick(lambda: f"{n} queries, {t1 - start:.1f} s")
+        return [self._result(scenario, ctx, latencies_ms, issued_s, indices, cut_short, memory.to_dict())]
+
+    def _result(
+        self,
+        scenario: SingleStreamScenario,
+        ctx: RunContext,
+        latencies_ms: list[float],
+        issued_s: list[float],
+        indices: list[int],
+        cut_short: bool,
+        memory: dict[str, Any],
+    ) -> ScenarioResult:
+        stats = LatencyStats.from_values(latencies_ms)
+        ordered = sorted(latencies_ms)
+        es = early_stopping_estimate(ordered, scenario.target_percentile)
+        n = stats.n
+        final_issue = issued_s[-1]
+        duration_ok = final_issue >= scenario.min_duration_s
+        queries_ok = n >= scenario.min_query_count
+        recs: list[str] = []
+        if not duration_ok:
+            recs.append(
+                f"final query issued at {final_issue:.2f} s < min_duration_s {scenario.min_duration_s:g}"
+                + (" (stopped by max_duration_s; raise it)" if cut_short else "")
+            )
+        if not queries_ok:
+            recs.append(f"{n} queries < min_query_count {scenario.min_query_count}; run {scenario.min_query_count - n} more")
+        if not es.satisfied:
+            recs.append(es.recommendation + "; raise min_query_count or min_duration_s")
+        if scenario.reduced:
+            recs.append("reduced settings: below LoadGen's defaults (min_duration_s 10, min_query_count 100)")
+        validity = Validity.decide(
+            min_duration_satisfied=duration_ok,
+            min_queries_satisfied=queries_ok,
+            early_stopping_satisfied=es.satisfied,
+            reduced_settings=scenario.reduced,
+            recommendations=recs,
+        )
+        qps_without_overhead = 1e3 / stats.mean_ms
+        tkey = percentile_key(scenario.target_percentile)
+        metrics: dict[str, Any] = {
+            "queries": n,
+            "duration_s": final_issue + latencies_ms[-1] / 1e3,
+            "final_query_issued_s": final_issue,
+            "latency_ms": stats.to_dict(),
+            "target_percentile": scenario.target_percentile,
+            f"{tkey}_latency_ms": percentile(ordered, scenario.target_percentile),
+            f"early_stopping_{tkey}_latency_ms": es.estimate_ms,
+            "early_stopping": {
+                "confidence": 0.99,
+                "tolerance": 0.0,
+                "min_queries": es.min_queries,
+                "discarded_highest": es.discarded_highest,
+                "estimate_index": es.estimate_index,
+                "detail": es.recommendation,
+            },
+            # LoadGen's two QPS figures: (n - 1) / final issue time, and 1 / mean latency.
+            "qps_with_overhead": (n - 1) / final_issue if n > 1 and final_issue > 0 else None,
+            "qps_without_overhead": qps_without_overhead,
+            **ctx.compute_metrics(qps_without_overhead),
+        }
+        return ScenarioResult(
+            name=scenario.name or self.kind,
+            kind=self.kind,
+            settings={**scenario.model_dump(), "batch_size": 1, "seed": ctx.perf_set.seed},
+            metrics=metrics,
+            validity=validity,
+            memory=memory,
+            raw={"latencies_ms": latencies_ms, "issued_s": issued_s, "sample_indices": indices},
+        )
+
