@@ -85,7 +85,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_writable(out_dir)
     except OSError as exc:
         raise UserError(f"output directory {out_dir} is not writable: {exc.strerror}", where="--output") from None
-    result = run_suite(prepared, progress)
+    result = run_suite(prepared, out_dir, progress)
+    if result is None:  # a non-main process under `accelerate launch`: the main one writes
+        return 0
     paths = write_results(result, out_dir)
     print_summary(result)
     print("wrote " + ", ".join(str(p) for p in paths))

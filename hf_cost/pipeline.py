@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hf_cost.config.schema import Suite, load_suite
+from hf_cost.config.schema import FineTuneScenario, Suite, load_suite
 from hf_cost.errors import ConfigError, UserError
 from hf_cost.models.resolve import ResolvedCheckpoint, resolve_checkpoint
 from hf_cost.progress import Progress
@@ -46,28 +46,95 @@ def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
     return Prepared(path=path, suite=suite, checkpoint=checkpoint)
 
 
-def run_suite(prepared: Prepared, progress: Progress) -> Any:
-    """Load, measure every scenario, and return the RunResult (nothing written)."""
-    from hf_cost.data.performance_set import build_performance_set
+def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
+    """Run every scenario in order and return the RunResult (results files not written).
+
+    Models are loaded when a scenario first needs them: the baseline, or a checkpoint
+    an earlier fine_tune scenario saved. Under `accelerate launch` every process takes
+    part in fine-tuning; the other scenarios run on the main process only, and only
+    the main process gets a RunResult back (the others get None).
+    """
     from hf_cost.measure.environment import collect_environment
+    from hf_cost.measure.memory import current_rss_bytes
+    from hf_cost.report.schema import RunResult
+    from hf_cost.runners import RUNNERS
+    from hf_cost.runners.fine_tune import FineTuneContext, FineTuneRunner
+
+    suite = prepared.suite
+    main_process = _is_main_process()
+    if not main_process:
+        progress = Progress(enabled=False)
+    contexts: dict[str, Any] = {}  # candidate name -> RunContext
+    saved: dict[str, Path] = {}  # fine_tune scenario name -> checkpoint directory
+    results = []
+    for i, scenario in enumerate(suite.scenarios):
+        where = f"scenarios[{i}]"
+        if isinstance(scenario, FineTuneScenario):
+            ctx = FineTuneContext(
+                spec=suite.model, checkpoint=prepared.checkpoint,
+                sequence_length=suite.inputs.sequence_length,
+                checkpoints_dir=out_dir / "checkpoints", baseline_rss_bytes=current_rss_bytes(),
+                progress=progress, where=where,
+            )
+            result, path = _in_file(prepared.path, lambda: FineTuneRunner().run(scenario, ctx))
+            if path is not None:
+                saved[scenario.name or scenario.kind] = path
+            results.append(result)
+            continue
+        if not main_process:
+            continue
+        name = scenario.checkpoint or "baseline"
+        if name not in contexts:
+            contexts[name] = _context_for(prepared, name, saved.get(name), progress)
+        run_ctx = contexts[name]
+        run_ctx.where = where
+        for r in _in_file(prepared.path, lambda: RUNNERS[scenario.kind]().run(scenario, run_ctx)):
+            r.candidate = name
+            results.append(r)
+    if not main_process:
+        return None
+    first = next(iter(contexts.values()), None)
+    return RunResult(
+        hf_cost_version=_version(),
+        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        scenario_file=str(prepared.path),
+        suite=suite.model_dump(mode="json"),
+        environment=collect_environment(),
+        model=_checkpoint_info(prepared),
+        candidates={n: c.info for n, c in contexts.items()},
+        inputs=first.perf_set.describe() if first else suite.inputs.model_dump(mode="json"),
+        peak_tflops=first.peak_tflops if first else None,
+        peak_source=first.peak_source if first else "peak unknown",
+        scenarios=results,
+    )
+
+
+def _context_for(prepared: Prepared, name: str, path: Path | None, progress: Progress) -> Any:
+    """Load a candidate and build what its runners need (performance set, FLOPs, peak)."""
+    from hf_cost.data.performance_set import build_performance_set
     from hf_cost.measure.memory import current_rss_bytes
     from hf_cost.models.candidate import Candidate
     from hf_cost.models.load import load_model
-    from hf_cost.report.schema import RunResult
-    from hf_cost.runners import RUNNERS, RunContext
+    from hf_cost.models.resolve import resolve_checkpoint
+    from hf_cost.report.schema import CandidateInfo
+    from hf_cost.runners import RunContext
 
     suite = prepared.suite
-    progress.say(f"loading {suite.model.display_name} ({prepared.checkpoint.source})")
+    spec, checkpoint = suite.model, prepared.checkpoint
+    if path is not None:  # a fine-tuned checkpoint saved by an earlier scenario
+        spec = spec.model_copy(update={"id": None, "path": str(path), "task": "sequence-classification"})
+        checkpoint = resolve_checkpoint(spec)
+    progress.say(f"loading {name}: {spec.display_name} ({checkpoint.source})")
     t0 = time.perf_counter()
-    loaded = load_model(suite.model, prepared.checkpoint)
+    loaded = load_model(spec, checkpoint)
     load_time = time.perf_counter() - t0
     progress.say(
         f"loaded in {load_time:.1f} s: {loaded.info['parameters'] / 1e6:.1f}M parameters, "
         f"{loaded.info['dtype']} on {loaded.info['device']}"
     )
-    candidate = Candidate("baseline", loaded)
+    candidate = Candidate(name, loaded)
     perf_set = build_performance_set(suite.inputs, loaded.tokenizer, loaded.device)
-    flops = measure_flops(candidate, perf_set, prepared.checkpoint.config)
+    flops = measure_flops(candidate, perf_set, checkpoint.config)
     peak, peak_source = peak_for(suite, loaded.info)
     ctx = RunContext(
         candidate=candidate,
@@ -77,24 +144,39 @@ def run_suite(prepared: Prepared, progress: Progress) -> Any:
         baseline_rss_bytes=current_rss_bytes(),
         progress=progress,
     )
-    results = []
-    for scenario in suite.scenarios:
-        results.extend(RUNNERS[scenario.kind]().run(scenario, ctx))
-    return RunResult(
-        hf_cost_version=_version(),
-        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        scenario_file=str(prepared.path),
-        suite=suite.model_dump(mode="json"),
-        environment=collect_environment(),
-        model=loaded.info,
-        inputs=perf_set.describe(),
-        flops=flops,
-        peak_tflops=peak,
-        peak_source=peak_source,
-        load_time_s=load_time,
-        baseline_rss_mib=ctx.baseline_rss_bytes / 2**20,
-        scenarios=results,
+    ctx.peak_source = peak_source
+    ctx.info = CandidateInfo(
+        model=loaded.info, load_time_s=load_time,
+        baseline_rss_mib=ctx.baseline_rss_bytes / 2**20, flops=flops,
     )
+    return ctx
+
+
+def _checkpoint_info(prepared: Prepared) -> dict[str, Any]:
+    c = prepared.checkpoint
+    return {
+        "id": prepared.suite.model.id, "path": str(c.local_dir), "revision": c.revision,
+        "commit": c.commit, "source": c.source, "task": prepared.suite.model.task,
+        "architecture": getattr(c.config, "model_type", None),
+    }
+
+
+def _in_file(path: Path, fn: Any) -> Any:
+    """Run ``fn``; a UserError raised inside gets the scenario file's name in front."""
+    try:
+        return fn()
+    except UserError as exc:
+        if exc.where and str(path) in exc.where:
+            raise
+        where = f"{path}: {exc.where}" if exc.where else str(path)
+        message = str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc)
+        raise type(exc)(message, where=where) from None
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def measure_flops(candidate: Any, perf_set: Any, config: Any) -> Any:

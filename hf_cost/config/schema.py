@@ -65,8 +65,15 @@ class ModelSpec(Strict):
         return self.id if self.id is not None else Path(self.path or "").name
 
 
+Scalar = Union[str, int, float, bool]
+
+
 class DatasetSpec(Strict):
-    """A dataset through `datasets`: a Hub id, or local csv/json/jsonl/parquet files."""
+    """A dataset through `datasets`: a Hub id, or a local csv/json/jsonl/parquet file.
+
+    Rows are narrowed in this order: ``where`` (equality filter), ``select`` (a seeded,
+    stratified train/holdout split), ``max_samples`` (a seeded subsample).
+    """
 
     id: str | None = Field(None, description="Hub dataset id.")
     path: str | None = Field(None, description="Local data file (csv, json, jsonl, parquet).")
@@ -75,12 +82,29 @@ class DatasetSpec(Strict):
     revision: str | None = None
     text_column: str = "text"
     text_pair_column: str | None = None
+    label_column: str | None = Field(None, description="Labels: names or integer ids.")
+    where: dict[str, Union[Scalar, list[Scalar]]] | None = Field(
+        None, description="Keep rows whose column equals the value (or one of the list)."
+    )
+    select: Literal["all", "train", "holdout"] = "all"
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    max_samples: PositiveInt | None = None
+    stratify: bool = Field(True, description="Stratify split and subsample by label.")
+    seed: int = 0
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
         if (self.id is None) == (self.path is None):
             raise ValueError("give exactly one of 'id' (a Hub dataset id) or 'path' (a local file)")
         return self
+
+    @property
+    def display_name(self) -> str:
+        name = self.id or Path(self.path or "").name
+        parts = [f"{k}={v}" for k, v in (self.where or {}).items()]
+        if self.select != "all":
+            parts.append(self.select)
+        return name + (f" [{', '.join(parts)}]" if parts else "")
 
 
 class _InputsBase(Strict):
@@ -109,7 +133,13 @@ class _ScenarioBase(Strict):
     name: str | None = Field(None, description="Unique name; defaults to the kind.")
 
 
-class SingleStreamScenario(_ScenarioBase):
+class _MeasuredScenario(_ScenarioBase):
+    checkpoint: str | None = Field(
+        None, description="Name of an earlier fine_tune scenario whose result to measure."
+    )
+
+
+class SingleStreamScenario(_MeasuredScenario):
     """MLPerf single-stream: one sample per query, next query issued on completion."""
 
     kind: Literal["single_stream"]
@@ -129,7 +159,7 @@ class SingleStreamScenario(_ScenarioBase):
         )
 
 
-class OfflineScenario(_ScenarioBase):
+class OfflineScenario(_MeasuredScenario):
     """MLPerf offline: all samples issued as one query, batched by the runner."""
 
     kind: Literal["offline"]
@@ -151,8 +181,62 @@ class OfflineScenario(_ScenarioBase):
         )
 
 
+class AccuracyScenario(_MeasuredScenario):
+    """Accuracy mode: every sample once through the runners' inference path, then scored."""
+
+    kind: Literal["accuracy"]
+    dataset: DatasetSpec
+    batch_size: PositiveInt = 32
+    sequence_length: PositiveInt | None = Field(None, description="Defaults to inputs.sequence_length.")
+    bootstrap_resamples: PositiveInt = 1000
+    extra_metrics: list[str] = Field(
+        default_factory=list, description="More `evaluate` metric ids (Hub; online only)."
+    )
+
+    @model_validator(mode="after")
+    def _labels(self) -> AccuracyScenario:
+        if self.dataset.label_column is None:
+            raise ValueError("dataset.label_column is required to score accuracy")
+        return self
+
+
+class QualityTarget(Strict):
+    metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    value: float = Field(gt=0.0, le=1.0)
+
+
+class FineTuneScenario(_ScenarioBase):
+    """MLPerf-Training style: train until the quality target or the budget, timed end to end."""
+
+    kind: Literal["fine_tune"]
+    train: DatasetSpec
+    eval: DatasetSpec
+    target: QualityTarget
+    sequence_length: PositiveInt | None = Field(None, description="Defaults to inputs.sequence_length.")
+    batch_size: PositiveInt = Field(16, description="Per process.")
+    eval_batch_size: PositiveInt = 64
+    learning_rate: PositiveFloat = 5e-5
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_steps: NonNegativeInt = 0
+    max_steps: PositiveInt = 200
+    max_time_s: PositiveFloat | None = Field(None, description="Budget per run, evaluation included.")
+    eval_every_steps: PositiveInt = 20
+    runs: PositiveInt = Field(1, description="Repeats with seeds seed, seed+1, ...; olympic scoring.")
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16 (or fp16) on GPU, none on CPU."
+    )
+
+    @model_validator(mode="after")
+    def _labels(self) -> FineTuneScenario:
+        for key in ("train", "eval"):
+            if getattr(self, key).label_column is None:
+                raise ValueError(f"{key}.label_column is required to fine-tune")
+        return self
+
+
 Scenario = Annotated[
-    Union[SingleStreamScenario, OfflineScenario],
+    Union[SingleStreamScenario, OfflineScenario, AccuracyScenario, FineTuneScenario],
     Field(discriminator="kind"),
 ]
 
@@ -186,6 +270,14 @@ class Suite(Strict):
                     f"scenarios[{i}].name: '{sc.name}' is already used by scenarios[{seen[sc.name]}]"
                 )
             seen[sc.name] = i
+            ref = getattr(sc, "checkpoint", None)
+            if ref is not None:
+                earlier = {o.name for o in self.scenarios[:i] if o.kind == "fine_tune"}
+                if ref not in earlier:
+                    raise ValueError(
+                        f"scenarios[{i}].checkpoint: '{ref}' is not an earlier fine_tune scenario"
+                        + (f" (earlier: {', '.join(sorted(earlier))})" if earlier else "")
+                    )
         return self
 
 

@@ -16,6 +16,7 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
     """Return a `datasets.Dataset` for ``spec``; every failure is a one-line DataError."""
     import datasets
 
+    datasets.disable_progress_bars()
     try:
         if spec.path is not None:
             path = Path(spec.path)

@@ -20,10 +20,11 @@ def print_summary(result: RunResult) -> None:
         table.add_row(*(escape(row[c]) for c in COLUMNS), style=style)
     console = Console(width=max(120, Console().width))
     console.print(table)
-    if result.flops is not None:
-        f = result.flops
-        console.print(
-            f"FLOPs/sample: measured {f.measured_per_sample / 1e9:.3f} G, analytic "
-            + ("n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} G")
-            + f"; MFU peak: {result.peak_source}"
-        )
+    for name, c in result.candidates.items():
+        if c.flops is not None:
+            f = c.flops
+            analytic = "n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} G"
+            console.print(
+                escape(f"{name}: FLOPs/sample measured {f.measured_per_sample / 1e9:.3f} G, analytic {analytic}")
+            )
+    console.print(f"MFU peak: {result.peak_source}")

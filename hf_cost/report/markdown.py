@@ -7,20 +7,34 @@ from hf_cost.report.summary import COLUMNS, summary_row
 
 
 def render_markdown(result: RunResult) -> str:
-    m, env = result.model, result.environment
+    env = result.environment
     lines = [
         f"# hf_cost report: {result.suite.get('name')}",
         "",
         f"Scenario file `{result.scenario_file}` · hf_cost {result.hf_cost_version} "
         f"(commit {env.get('git_commit') or 'n/a'}) · {result.created_utc} · schema {result.schema_version}",
         "",
-        "## Model",
+        "## Models",
         "",
-        f"- **{m.get('id') or m.get('path')}** revision `{m.get('revision')}` commit `{m.get('commit')}` "
-        f"({m.get('source')})",
-        f"- {m['model_class']}, {m['parameters']:,} parameters, {m['parameter_bytes'] / 2**20:.1f} MiB "
-        f"of parameters, {m['weights_size_on_disk_bytes'] / 2**20:.1f} MiB of weights on disk",
-        f"- {m['dtype']} on {m['device']}, attention `{m['attn_implementation']}`; loaded in {result.load_time_s:.1f} s",
+    ]
+    for name, c in result.candidates.items():
+        m = c.model
+        lines += [
+            f"- **{name}**: {m.get('id') or m.get('path')} revision `{m.get('revision')}` "
+            f"commit `{m.get('commit')}` ({m.get('source')})",
+            f"  - {m['model_class']}, {m['parameters']:,} parameters, {m['parameter_bytes'] / 2**20:.1f} MiB "
+            f"of parameters, {m['weights_size_on_disk_bytes'] / 2**20:.1f} MiB of weights on disk; "
+            f"{m['dtype']} on {m['device']}, attention `{m['attn_implementation']}`, loaded in {c.load_time_s:.1f} s",
+        ]
+        if c.flops is not None:
+            f = c.flops
+            diff = "n/a" if f.relative_difference is None else f"{f.relative_difference * 100:.3f}%"
+            analytic = "n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} GFLOP"
+            lines.append(
+                f"  - FLOPs per sample at sequence length {f.sequence_length}: measured "
+                f"{f.measured_per_sample / 1e9:.3f} GFLOP, analytic {analytic} (difference {diff})"
+            )
+    lines += [
         "",
         "## Environment",
         "",
@@ -28,35 +42,22 @@ def render_markdown(result: RunResult) -> str:
         f"{env['cpu']['torch_threads']} torch threads); GPUs: "
         + (", ".join(g["name"] for g in env["gpus"]) or "none"),
         "- " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v) + f", Python {env['python']}",
-        "",
-        "## Inputs",
-        "",
-        f"- {result.inputs['source']}: {result.inputs['num_samples']} samples × "
-        f"{result.inputs['sequence_length']} tokens, seed {result.inputs['seed']}",
+        f"- inputs: {result.inputs.get('source', result.inputs.get('kind'))}: {result.inputs.get('num_samples')} samples × "
+        f"{result.inputs.get('sequence_length')} tokens, seed {result.inputs.get('seed')}",
+        "- peak for MFU: "
+        + (f"{result.peak_tflops} TFLOP/s ({result.peak_source})" if result.peak_tflops
+           else "peak unknown (set hardware.peak_tflops)"),
     ]
-    if result.flops is not None:
-        f = result.flops
-        diff = "n/a" if f.relative_difference is None else f"{f.relative_difference * 100:.3f}%"
-        lines += [
-            "",
-            "## FLOPs per sample",
-            "",
-            f"- measured {f.measured_per_sample / 1e9:.3f} GFLOP, analytic "
-            + ("n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} GFLOP")
-            + f" (difference {diff}) at sequence length {f.sequence_length}",
-            "- peak for MFU: "
-            + (f"{result.peak_tflops} TFLOP/s ({result.peak_source})" if result.peak_tflops else "peak unknown (set hardware.peak_tflops)"),
-        ]
     lines += ["", "## Results", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in result.scenarios:
         row = summary_row(r)
         lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |")
     lines += ["", "ES = MLPerf early-stopping estimate (confidence 0.99, tolerance 0). "
               "Percentiles are LoadGen's `sorted[int(n·p)]`. Raw samples are in results.json."]
-    invalid = [r for r in result.scenarios if r.validity and r.validity.recommendations]
-    if invalid:
+    noted = [r for r in result.scenarios if r.validity and r.validity.recommendations]
+    if noted:
         lines += ["", "## Validity notes", ""]
-        for r in invalid:
+        for r in noted:
             for rec in r.validity.recommendations:  # type: ignore[union-attr]
                 lines.append(f"- **{r.name}** ({r.validity.result}): {rec}")  # type: ignore[union-attr]
     compute = [r for r in result.scenarios if r.metrics.get("achieved_gflops_per_s") is not None]

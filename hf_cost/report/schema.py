@@ -20,13 +20,19 @@ class _Out(BaseModel):
 
 
 class Validity(_Out):
-    """MLPerf-style validity of one scenario run."""
+    """MLPerf-style validity of one scenario run. A flag is None where it does not apply."""
 
     result: Literal["VALID", "INVALID"]
-    min_duration_satisfied: bool
-    min_queries_satisfied: bool = Field(description="min_query_count (single-stream) or min_sample_count (offline)")
-    early_stopping_satisfied: bool | None = Field(None, description="None where early stopping does not apply (offline)")
-    reduced_settings: bool = Field(description="True when the scenario asked for less than LoadGen's defaults (10 s, 100 queries)")
+    min_duration_satisfied: bool | None = None
+    min_queries_satisfied: bool | None = Field(
+        None, description="min_query_count (single-stream) or min_sample_count (offline)"
+    )
+    early_stopping_satisfied: bool | None = Field(None, description="single-stream only")
+    convergence_satisfied: bool | None = Field(None, description="fine-tune only: olympic scoring valid")
+    reduced_settings: bool = Field(
+        description="True when the scenario asked for less than LoadGen's defaults (10 s, 100 queries) "
+        "or, for fine-tuning, fewer than 3 runs"
+    )
     recommendations: list[str] = Field(default_factory=list)
 
     @classmethod
@@ -53,6 +59,7 @@ class Validity(_Out):
 class ScenarioResult(_Out):
     name: str = Field(description="Scenario name; offline sweep points are 'NAME[bs=B]'")
     kind: str
+    candidate: str = Field("baseline", description="What was measured: 'baseline' or a fine_tune scenario's name")
     settings: dict[str, Any] = Field(description="The scenario's validated settings, plus per-point ones")
     metrics: dict[str, Any] = Field(description="Summary figures; units in the key names")
     validity: Validity | None = None
@@ -71,6 +78,13 @@ class FlopsInfo(_Out):
     method: str
 
 
+class CandidateInfo(_Out):
+    model: dict[str, Any] = Field(description="What was loaded: parameters, bytes, dtype, device, source")
+    load_time_s: float
+    baseline_rss_mib: float = Field(description="RSS after imports and this model's load; memory deltas are over it")
+    flops: FlopsInfo | None = None
+
+
 class RunResult(_Out):
     schema_version: str = SCHEMA_VERSION
     hf_cost_version: str
@@ -78,11 +92,11 @@ class RunResult(_Out):
     scenario_file: str
     suite: dict[str, Any] = Field(description="The fully resolved scenario file (includes merged, defaults filled)")
     environment: dict[str, Any]
-    model: dict[str, Any] = Field(description="What was loaded: id, revision, commit, parameters, bytes, device, dtype")
+    model: dict[str, Any] = Field(description="The scenario file's checkpoint: id, revision, commit, source")
+    candidates: dict[str, CandidateInfo] = Field(
+        description="Every model measured ('baseline', fine-tuned ones), with what was loaded and its FLOPs"
+    )
     inputs: dict[str, Any] = Field(description="The performance sample set: source, size, sequence length, seed")
-    flops: FlopsInfo | None = None
     peak_tflops: float | None = Field(None, description="Peak used for MFU, and where it came from in peak_source")
     peak_source: str = "peak unknown"
-    load_time_s: float
-    baseline_rss_mib: float = Field(description="RSS after imports and model load; memory deltas are over this")
     scenarios: list[ScenarioResult]

@@ -35,14 +35,36 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
             f"sd {_fmt(lat['stdev_ms'])} ms over {m['batches']} batches; {_fmt(m['duration_s'], ' s', 1)}"
         )
         n = f"{m['samples']} samples"
+    elif r.kind == "accuracy":
+        acc, f1 = m["accuracy"], m["f1_macro"]
+        headline = f"accuracy {acc['value']:.4f} · macro-F1 {f1['value']:.4f}"
+        spread = (
+            f"95% CI accuracy [{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], "
+            f"F1 [{f1['ci_low']:.4f}, {f1['ci_high']:.4f}] (bootstrap)"
+        )
+        n = f"{m['n']} samples"
+    elif r.kind == "fine_tune":
+        ttt = m["time_to_target_s"]
+        headline = (
+            f"time to target {_fmt(ttt, ' s', 1)}; {_fmt(m['train_samples_per_s'], ' samples/s', 1)}, "
+            f"{_fmt(m['train_tokens_per_s'], ' tokens/s', 0)}"
+        )
+        times = [x["time_to_target_s"] for x in m["runs"]]
+        spread = (
+            f"{m['scoring']['converged_runs']}/{m['scoring']['runs']} converged; per run "
+            + ", ".join(_fmt(t, " s", 1) for t in times)
+            + f"; {m['scoring']['method']}"
+        )
+        n = f"{m['scoring']['runs']} run(s), {sum(x['steps'] for x in m['runs'])} steps"
     else:
         headline, spread, n = _generic(m), "", ""
     validity = "—"
     if r.validity is not None:
         validity = r.validity.result + (" (reduced)" if r.validity.reduced_settings else "")
     mem = r.memory.get("peak_rss_delta_mib")
+    label = r.name if r.candidate == "baseline" else f"{r.name} ({r.candidate})"
     return {
-        "scenario": r.name,
+        "scenario": label,
         "n": n,
         "headline": headline,
         "spread": spread,

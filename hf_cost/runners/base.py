@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from hf_cost.data.performance_set import PerformanceSet
 from hf_cost.measure.memory import track_peak_memory
@@ -24,6 +24,11 @@ class RunContext:
     peak_tflops: float | None
     baseline_rss_bytes: int
     progress: Progress
+    peak_source: str = "peak unknown"
+    info: Any = None  # report.schema.CandidateInfo: what was loaded, FLOPs
+    where: str = "scenarios"  # key path of the scenario being run, for error messages
+    # Tests and accuracy checks may watch every output: called with (sample indices, outputs).
+    output_sink: Callable[[Any, Any], None] | None = None
 
     def memory(self) -> track_peak_memory:
         """Peak-memory tracker for one scenario, isolated from the ones before it."""

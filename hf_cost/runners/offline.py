@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from hf_cost.config.schema import OfflineScenario
@@ -13,6 +14,8 @@ from hf_cost.runners.base import RunContext, Runner, clock
 # LoadGen sizes the offline query from an expected QPS; we calibrate it during
 # warm-up and add this margin so the run reaches min_duration_s despite noise.
 DURATION_MARGIN = 1.25
+CALIBRATION_S = 1.0
+MAX_CALIBRATION_BATCHES = 50
 
 
 class OfflineRunner(Runner):
@@ -32,25 +35,30 @@ class OfflineRunner(Runner):
         def draw(count: int) -> Any:
             return torch.randint(pset.num_samples, (count,), generator=generator).to(device)
 
-        # Warm-up doubles as calibration of the expected rate (at least one batch).
+        # Warm-up doubles as calibration of the expected rate: at least `warmup_batches`
+        # batches and CALIBRATION_S seconds. The first batch of a new shape pays one-off
+        # costs, so the rate comes from the median of the others.
         warm = max(1, scenario.warmup_batches)
-        ctx.progress.say(f"[{name}] warm-up/calibration: {warm} batch(es)")
-        warm_times = []
-        for _ in range(warm):
+        ctx.progress.say(f"[{name}] warm-up/calibration: >= {warm} batch(es) and {CALIBRATION_S:g} s")
+        warm_times: list[float] = []
+        started = clock()
+        while len(warm_times) < warm or (
+            clock() - started < CALIBRATION_S and len(warm_times) < MAX_CALIBRATION_BATCHES
+        ):
             batch = pset.batch(draw(bs))
             t0 = clock()
             cand.forward(batch)
             cand.synchronize()
             warm_times.append(clock() - t0)
-        # The first batch of a new shape pays one-off costs; calibrate on the fastest of the rest.
         steady = warm_times[1:] or warm_times
-        expected_qps = bs / min(steady)
+        expected_qps = bs / statistics.median(steady)
         count = max(
             scenario.min_sample_count,
             math.ceil(expected_qps * scenario.min_duration_s * DURATION_MARGIN),
         )
         indices = draw(count)
-        batches = [pset.batch(indices[i : i + bs]) for i in range(0, count, bs)]
+        index_batches = [indices[i : i + bs] for i in range(0, count, bs)]
+        batches = [pset.batch(ix) for ix in index_batches]
         sizes = [min(bs, count - i) for i in range(0, count, bs)]
         ctx.progress.say(
             f"[{name}] issuing {count} samples as one query "
@@ -61,11 +69,13 @@ class OfflineRunner(Runner):
         ctx.progress.reset()
         with ctx.memory() as memory:
             issue = clock()
-            for batch in batches:
+            for ix, batch in zip(index_batches, batches):
                 t0 = clock()
-                cand.forward(batch)
+                out = cand.forward(batch)
                 cand.synchronize()
                 t1 = clock()
+                if ctx.output_sink is not None:
+                    ctx.output_sink(ix, out)
                 batch_ms.append((t1 - t0) * 1e3)
                 completed_s.append(t1 - issue)
                 ctx.progress.tick(lambda: f"{len(batch_ms) * bs}/{count} samples, {t1 - issue:.1f} s")

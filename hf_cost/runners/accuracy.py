@@ -1,0 +1,80 @@
+"""Accuracy mode: every evaluation sample once through `Candidate.forward`, then scored.
+
+Batches are built exactly as the offline runner builds them (`PerformanceSet.batch`
+over index slices), so accuracy is measured on the code path that is timed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hf_cost.config.schema import AccuracyScenario
+from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.errors import UserError
+from hf_cost.models.candidate import Candidate
+from hf_cost.report.schema import ScenarioResult
+from hf_cost.runners.base import RunContext, Runner, clock
+
+
+def model_label_names(candidate: Candidate, where: str) -> list[str]:
+    """The classifier's labels in id order; a model without a head cannot be scored."""
+    config = candidate.model.config
+    if getattr(candidate.model, "base_model", candidate.model) is candidate.model:
+        raise UserError(
+            "the model has no classification head: set model.task: sequence-classification, "
+            "or measure an earlier fine_tune scenario with `checkpoint:`",
+            where=where,
+        )
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def predict(candidate: Candidate, pset: PerformanceSet, batch_size: int) -> list[int]:
+    """Argmax class of every sample in ``pset``, in order, batch by batch."""
+    import torch
+
+    preds: list[int] = []
+    n = pset.num_samples
+    order = torch.arange(n, device=candidate.device)
+    for start in range(0, n, batch_size):
+        logits = candidate.forward(pset.batch(order[start : start + batch_size]))
+        preds.extend(logits.argmax(dim=-1).tolist())
+    return preds
+
+
+class AccuracyRunner(Runner):
+    kind = "accuracy"
+
+    def run(self, scenario: AccuracyScenario, ctx: RunContext) -> list[ScenarioResult]:
+        from hf_cost.data.labelled import load_labelled
+        from hf_cost.quality.metric_loader import load_metric
+        from hf_cost.quality.scoring import score_classification
+
+        cand = ctx.candidate
+        labels = model_label_names(cand, f"{ctx.where}.checkpoint")
+        data = load_labelled(scenario.dataset, f"{ctx.where}.dataset", labels)
+        seq = scenario.sequence_length or ctx.perf_set.sequence_length
+        tensors = {k: v.to(cand.device) for k, v in data.tokenize(cand.loaded.tokenizer, seq).items()}
+        pset = PerformanceSet(tensors=tensors, source=data.description, seed=scenario.dataset.seed, sequence_length=seq)
+        ctx.progress.say(f"[{scenario.name}] accuracy mode: {len(data)} samples from {data.description}")
+        with ctx.memory() as memory:
+            t0 = clock()
+            preds = predict(cand, pset, scenario.batch_size)
+            elapsed = clock() - t0
+        scores = score_classification(
+            preds, data.labels, labels, n_resamples=scenario.bootstrap_resamples, seed=scenario.dataset.seed
+        )
+        extra: dict[str, Any] = {}
+        for metric_id in scenario.extra_metrics:
+            extra[metric_id] = load_metric(metric_id).compute(predictions=preds, references=data.labels)
+        return [
+            ScenarioResult(
+                name=scenario.name or self.kind,
+                kind=self.kind,
+                settings={**scenario.model_dump(), "sequence_length": seq, "labels": labels},
+                metrics={**scores, "extra_metrics": extra, "duration_s": elapsed,
+                         "throughput_samples_per_s": len(data) / elapsed},
+                memory=memory.to_dict(),
+                raw={"predictions": preds, "references": data.labels},
+                notes=[f"dataset: {data.description}; CIs: {scores['accuracy']['method']}"],
+            )
+        ]

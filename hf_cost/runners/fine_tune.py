@@ -1,0 +1,208 @@
+"""Fine-tune scenario: time to a quality target, training throughput, training FLOPs.
+
+Runs `runs` times with seeds seed, seed+1, ... and scores time-to-target the
+MLPerf-Training way (olympic). The model of the first converged run (else run 0)
+is saved under <output>/checkpoints/<name>/ for later scenarios to measure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hf_cost.config.schema import FineTuneScenario, ModelSpec
+from hf_cost.models.resolve import ResolvedCheckpoint
+from hf_cost.progress import Progress
+from hf_cost.report.schema import ScenarioResult, Validity
+from hf_cost.training.olympic import olympic_score
+
+
+@dataclass
+class FineTuneContext:
+    spec: ModelSpec
+    checkpoint: ResolvedCheckpoint
+    sequence_length: int
+    checkpoints_dir: Path
+    baseline_rss_bytes: int
+    progress: Progress
+    where: str = "scenarios"
+
+
+def mixed_precision_for(scenario: FineTuneScenario, device: str) -> str:
+    if scenario.mixed_precision != "auto":
+        return scenario.mixed_precision
+    if not device.startswith("cuda"):
+        return "no"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+class FineTuneRunner:
+    kind = "fine_tune"
+
+    def run(self, scenario: FineTuneScenario, ctx: FineTuneContext) -> tuple[ScenarioResult, Path | None]:
+        import torch
+        from accelerate import Accelerator
+        from transformers import AutoTokenizer
+
+        from hf_cost.data.labelled import load_labelled
+        from hf_cost.data.performance_set import PerformanceSet
+        from hf_cost.measure.memory import track_peak_memory
+        from hf_cost.models.load import pick_device
+        from hf_cost.training.loop import TrainData, train_once
+
+        device = pick_device(ctx.spec.device)
+        precision = mixed_precision_for(scenario, device)
+        accelerator = Accelerator(cpu=device == "cpu", mixed_precision=precision)
+        seq = scenario.sequence_length or ctx.sequence_length
+        train = load_labelled(scenario.train, f"{ctx.where}.train")
+        labels = train.label_names
+        evalset = load_labelled(scenario.eval, f"{ctx.where}.eval", labels)
+        tokenizer = AutoTokenizer.from_pretrained(ctx.checkpoint.reference, revision=ctx.checkpoint.revision)
+        eval_tensors = {k: v.to(accelerator.device) for k, v in evalset.tokenize(tokenizer, seq).items()}
+        data = TrainData(
+            tensors=train.tokenize(tokenizer, seq),
+            labels=torch.tensor(train.labels, dtype=torch.long),
+            eval_set=PerformanceSet(eval_tensors, evalset.description, scenario.eval.seed, seq),
+            eval_labels=evalset.labels,
+            tokenizer=tokenizer,
+        )
+        make_model = self._model_factory(ctx, labels)
+        flops = self._training_flops(make_model, data, scenario.batch_size)
+        ctx.progress.say(
+            f"[{scenario.name}] fine-tuning on {len(train)} samples ({train.description}), "
+            f"evaluating on {len(evalset)} ({evalset.description}); {accelerator.num_processes} "
+            f"process(es), mixed precision {precision}, target {scenario.target.metric} >= {scenario.target.value}"
+        )
+        records, keep_model = [], None
+        for i in range(scenario.runs):
+            seed = scenario.seed + i
+            ctx.progress.say(f"[{scenario.name}] run {i + 1}/{scenario.runs} (seed {seed})")
+            with track_peak_memory(ctx.baseline_rss_bytes, torch.device(device) if device.startswith("cuda") else None) as mem:
+                record, model = train_once(scenario, accelerator, make_model, data, seed, ctx.progress)
+            record.memory = mem.to_dict()
+            records.append(record)
+            if keep_model is None and (record.converged or i == scenario.runs - 1):
+                keep_model, kept_run = model, i
+        saved = self._save(keep_model, tokenizer, scenario.name or self.kind, ctx, accelerator)
+        result = self._result(scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved, seq)
+        return result, saved
+
+    @staticmethod
+    def _model_factory(ctx: FineTuneContext, labels: list[str]) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        def make() -> Any:
+            return AutoModelForSequenceClassification.from_pretrained(
+                ctx.checkpoint.reference,
+                revision=ctx.checkpoint.revision,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={n: i for i, n in enumerate(labels)},
+                attn_implementation=ctx.spec.attn_implementation,
+                ignore_mismatched_sizes=True,  # a fresh head when the checkpoint's does not fit
+            )
+
+        return make
+
+    @staticmethod
+    def _training_flops(make_model: Any, data: Any, batch_size: int) -> dict[str, Any]:
+        from hf_cost.measure.flops import count_forward_flops, count_train_step_flops
+
+        model = make_model()
+        model.train()
+        n = min(batch_size, int(data.labels.shape[0]))
+        batch = {k: v[:n] for k, v in data.tensors.items()}
+        forward = count_forward_flops(model, batch).total / n
+        step = count_train_step_flops(model, {**batch, "labels": data.labels[:n]}).total / n
+        del model
+        return {"train_per_sample": step, "forward_per_sample": forward, "three_x_forward_per_sample": 3 * forward}
+
+    @staticmethod
+    def _save(model: Any, tokenizer: Any, name: str, ctx: FineTuneContext, accelerator: Any) -> Path | None:
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return None
+        target = ctx.checkpoints_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def _result(self, scenario, records, flops, labels, precision, processes, kept_run, saved, seq) -> ScenarioResult:  # type: ignore[no-untyped-def]
+        olympic = olympic_score([r.time_to_target_s for r in records])
+        train_s = sum(r.train_s for r in records)
+        samples = sum(r.samples for r in records)
+        tokens = sum(r.tokens for r in records)
+        sps = samples / train_s if train_s > 0 else None
+        recs = []
+        if not olympic["valid"]:
+            failed = olympic["runs"] - olympic["converged_runs"]
+            recs.append(
+                f"{failed} of {olympic['runs']} run(s) did not reach {scenario.target.metric} >= "
+                f"{scenario.target.value}: raise max_steps/max_time_s or lower the target"
+            )
+        validity = Validity(
+            result="VALID" if olympic["valid"] else "INVALID",
+            convergence_satisfied=olympic["valid"],
+            reduced_settings=scenario.runs < 3,
+            recommendations=recs + (["fewer than 3 runs: no olympic scoring"] if scenario.runs < 3 else []),
+        )
+        per_run = [
+            {
+                "seed": r.seed, "converged": r.converged, "stop_reason": r.stop_reason,
+                "time_to_target_s": r.time_to_target_s, "wall_s": r.wall_s, "eval_s": r.eval_s,
+                "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
+                "final_quality": r.final_quality,
+                "train_samples_per_s": r.samples / r.train_s if r.train_s > 0 else None,
+                "peak_rss_delta_mib": r.memory.get("peak_rss_delta_mib"),
+            }
+            for r in records
+        ]
+        return ScenarioResult(
+            name=scenario.name or self.kind,
+            kind=self.kind,
+            settings={**scenario.model_dump(), "sequence_length": seq, "labels": labels,
+                      "mixed_precision_used": precision, "num_processes": processes},
+            metrics={
+                "time_to_target_s": olympic["score_s"],
+                "scoring": olympic,
+                "converged": olympic["valid"],
+                "runs": per_run,
+                "train_samples_per_s": sps,
+                "train_tokens_per_s": tokens / train_s if train_s > 0 else None,
+                "train_flops_per_sample": flops["train_per_sample"],
+                "train_flops_per_sample_3x_forward_estimate": flops["three_x_forward_per_sample"],
+                "train_flops_total": flops["train_per_sample"] * samples,
+                "achieved_train_gflops_per_s": flops["train_per_sample"] * sps / 1e9 if sps else None,
+                "final_quality_median": statistics.median(
+                    [r.final_quality for r in records if r.final_quality is not None] or [float("nan")]
+                ) if any(r.final_quality is not None for r in records) else None,
+                "saved_checkpoint": str(saved) if saved else None,
+                "saved_run_index": kept_run,
+            },
+            validity=validity,
+            memory=max((r.memory for r in records), key=lambda m: m.get("peak_rss_mib", 0)),
+            raw={
+                "loss_curves": [r.loss_curve for r in records],
+                "quality_curves": [r.quality_curve for r in records],
+            },
+            notes=[
+                "time_to_target_s: first step to stop, evaluation included (MLPerf Training); "
+                "throughput excludes evaluation time; samples counted over all processes",
+            ],
+        )

@@ -1,0 +1,1 @@
+"""Fine-tuning through Accelerate: the training loop and MLPerf-Training scoring."""

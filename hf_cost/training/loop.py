@@ -1,0 +1,157 @@
+"""One fine-tuning run through Accelerate, timed MLPerf-Training style.
+
+The clock runs from the first training step to the stop (target reached or budget
+spent), evaluation included. Evaluation happens on the main process through the
+same `predict` path as accuracy mode; its result is broadcast so every process
+stops at the same step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hf_cost.config.schema import FineTuneScenario
+from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.models.candidate import Candidate
+from hf_cost.models.load import LoadedModel
+from hf_cost.progress import Progress
+from hf_cost.runners.accuracy import predict
+from hf_cost.runners.base import clock
+
+
+@dataclass
+class TrainData:
+    tensors: dict[str, Any]  # tokenised training inputs (CPU), first dimension = samples
+    labels: Any  # LongTensor
+    eval_set: PerformanceSet  # tokenised evaluation inputs on the main process's device
+    eval_labels: list[int]
+    tokenizer: Any
+
+
+@dataclass
+class RunRecord:
+    seed: int
+    converged: bool = False
+    stop_reason: str = ""
+    time_to_target_s: float | None = None
+    wall_s: float = 0.0
+    eval_s: float = 0.0
+    steps: int = 0
+    samples: int = 0
+    tokens: int = 0
+    final_quality: float | None = None
+    loss_curve: list[list[float]] = field(default_factory=list)  # [step, t_s, loss]
+    quality_curve: list[list[float]] = field(default_factory=list)  # [step, t_s, value]
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_s(self) -> float:
+        return self.wall_s - self.eval_s
+
+
+def quality_of(preds: list[int], refs: list[int], metric: str, num_labels: int) -> float:
+    """Accuracy or macro-F1 without bootstrap (the per-evaluation stopping check)."""
+    import numpy as np
+
+    from hf_cost.quality.scoring import confusion_matrices, metrics_from_confusion
+
+    codes = np.asarray(refs) * num_labels + np.asarray(preds)
+    values = metrics_from_confusion(confusion_matrices(codes, num_labels))
+    return float(values[metric])
+
+
+def train_once(
+    scenario: FineTuneScenario,
+    accelerator: Any,
+    make_model: Callable[[], Any],
+    data: TrainData,
+    seed: int,
+    progress: Progress,
+) -> tuple[RunRecord, Any]:
+    """Train one model from ``make_model()``; return its record and the unwrapped model."""
+    import torch
+    from accelerate.utils import broadcast_object_list, set_seed
+    from torch.utils.data import DataLoader, TensorDataset
+    from transformers import get_linear_schedule_with_warmup
+
+    set_seed(seed)
+    model = make_model()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=scenario.learning_rate, weight_decay=scenario.weight_decay
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, scenario.warmup_steps, scenario.max_steps)
+    keys = sorted(data.tensors)
+    dataset = TensorDataset(*(data.tensors[k] for k in keys), data.labels)
+    loader = DataLoader(
+        dataset, batch_size=scenario.batch_size, shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=len(dataset) >= scenario.batch_size * accelerator.num_processes,
+    )
+    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
+    num_labels = int(accelerator.unwrap_model(model).config.num_labels)
+    record = RunRecord(seed=seed)
+    local_samples = local_tokens = 0
+
+    def evaluate() -> float:
+        value = None
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.eval()
+            cand = Candidate("fine-tune-eval", LoadedModel(unwrapped, data.tokenizer, data.eval_set.tensors["input_ids"].device, {}))
+            value = quality_of(predict(cand, data.eval_set, scenario.eval_batch_size), data.eval_labels, scenario.target.metric, num_labels)
+        return broadcast_object_list([value])[0] if accelerator.num_processes > 1 else value
+
+    def agree(flag: bool) -> bool:
+        if accelerator.num_processes == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+        return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+    start = clock()
+    done = False
+    while not done:
+        for batch in loader:
+            model.train()
+            inputs = dict(zip(keys, batch[:-1]))
+            out = model(**inputs, labels=batch[-1])
+            accelerator.backward(out.loss)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            record.steps += 1
+            local_samples += int(batch[-1].shape[0])
+            local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
+            now = clock() - start
+            record.loss_curve.append([record.steps, now, float(out.loss.detach())])
+            if record.steps % scenario.eval_every_steps == 0 or record.steps == scenario.max_steps:
+                t_eval = clock()
+                quality = evaluate()
+                record.eval_s += clock() - t_eval
+                record.final_quality = quality
+                record.quality_curve.append([record.steps, clock() - start, quality])
+                progress.say(
+                    f"  seed {seed} step {record.steps}: loss {record.loss_curve[-1][2]:.4f}, "
+                    f"{scenario.target.metric} {quality:.4f} (target {scenario.target.value})"
+                )
+                if quality >= scenario.target.value:
+                    record.converged, record.stop_reason, done = True, "target reached", True
+                    break
+            if record.steps >= scenario.max_steps:
+                record.stop_reason, done = "max_steps reached", True
+                break
+            over_time = scenario.max_time_s is not None and clock() - start >= scenario.max_time_s
+            if agree(over_time):
+                record.stop_reason, done = "max_time_s reached", True
+                break
+    record.wall_s = clock() - start
+    if record.converged:
+        record.time_to_target_s = record.wall_s
+    totals = torch.tensor([local_samples, local_tokens], dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        totals = accelerator.reduce(totals, reduction="sum")
+    record.samples, record.tokens = int(totals[0].item()), int(totals[1].item())
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    accelerator.free_memory()
+    return record, unwrapped
