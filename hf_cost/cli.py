@@ -17,7 +17,9 @@ DEFAULT_OUTPUT_ROOT = Path("results")
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    raw_argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(raw_argv)
+    args.raw_argv = raw_argv
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -68,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from hf_cost.distributed import relaunch_with_torchrun, requested_cpu_processes
     from hf_cost.hub_access import configure_hub_access
+
+    processes = requested_cpu_processes()
+    if processes is not None and processes > 1:
+        relaunch_with_torchrun(processes, ["run", *args.raw_argv[1:]])
 
     configure_hub_access(force_offline=args.offline, quiet=args.quiet)
 

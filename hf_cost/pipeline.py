@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_cost.config.schema import FineTuneScenario, Suite, load_suite
+from hf_cost.distributed import is_main_process
 from hf_cost.errors import ConfigError, UserError
 from hf_cost.models.resolve import ResolvedCheckpoint, resolve_checkpoint
 from hf_cost.progress import Progress
@@ -61,7 +62,7 @@ def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
     from hf_cost.runners.fine_tune import FineTuneContext, FineTuneRunner
 
     suite = prepared.suite
-    main_process = _is_main_process()
+    main_process = is_main_process()
     if not main_process:
         progress = Progress(enabled=False)
     contexts: dict[str, Any] = {}  # candidate name -> RunContext
@@ -171,12 +172,6 @@ def _in_file(path: Path, fn: Any) -> Any:
         where = f"{path}: {exc.where}" if exc.where else str(path)
         message = str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc)
         raise type(exc)(message, where=where) from None
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 def measure_flops(candidate: Any, perf_set: Any, config: Any) -> Any:
