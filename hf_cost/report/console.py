@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hf_cost.report.schema import RunResult
-from hf_cost.report.summary import COLUMNS, summary_row
+from hf_cost.report.summary import COLUMNS, gflop, summary_row
 
 
 def print_summary(result: RunResult) -> None:
@@ -23,8 +23,8 @@ def print_summary(result: RunResult) -> None:
     for name, c in result.candidates.items():
         if c.flops is not None:
             f = c.flops
-            analytic = "n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} G"
+            analytic = "n/a" if f.analytic_per_sample is None else gflop(f.analytic_per_sample)
             console.print(
-                escape(f"{name}: FLOPs/sample measured {f.measured_per_sample / 1e9:.3f} G, analytic {analytic}")
+                escape(f"{name}: FLOPs/sample measured {gflop(f.measured_per_sample)}, analytic {analytic}")
             )
     console.print(f"MFU peak: {result.peak_source}")

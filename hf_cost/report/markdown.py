@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hf_cost.report.schema import RunResult
-from hf_cost.report.summary import COLUMNS, summary_row
+from hf_cost.report.summary import COLUMNS, gflop, summary_row
 
 
 def render_markdown(result: RunResult) -> str:
@@ -29,10 +29,10 @@ def render_markdown(result: RunResult) -> str:
         if c.flops is not None:
             f = c.flops
             diff = "n/a" if f.relative_difference is None else f"{f.relative_difference * 100:.3f}%"
-            analytic = "n/a" if f.analytic_per_sample is None else f"{f.analytic_per_sample / 1e9:.3f} GFLOP"
+            analytic = "n/a" if f.analytic_per_sample is None else gflop(f.analytic_per_sample)
             lines.append(
                 f"  - FLOPs per sample at sequence length {f.sequence_length}: measured "
-                f"{f.measured_per_sample / 1e9:.3f} GFLOP, analytic {analytic} (difference {diff})"
+                f"{gflop(f.measured_per_sample)}, analytic {analytic} (difference {diff})"
             )
     lines += [
         "",

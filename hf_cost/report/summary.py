@@ -12,6 +12,11 @@ from hf_cost.report.schema import ScenarioResult
 COLUMNS = ("scenario", "n", "headline", "spread", "validity", "peak RSS Δ")
 
 
+def gflop(flops: float) -> str:
+    """FLOPs in GFLOP with 4 significant digits (tiny test models stay readable)."""
+    return f"{flops / 1e9:.4g} GFLOP"
+
+
 def _fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}{unit}"
 
