@@ -37,13 +37,20 @@ def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
     except UserError as exc:
         raise type(exc)(str(exc), where=str(path)) from None
     limit = getattr(checkpoint.config, "max_position_embeddings", None)
-    seq = suite.inputs.sequence_length
-    if limit is not None and seq > limit:
-        raise ConfigError(
-            f"inputs.sequence_length: {seq} exceeds the model's maximum of {limit} "
-            f"(max_position_embeddings)",
-            where=str(path),
-        )
+    lengths = [("inputs.sequence_length", suite.inputs.sequence_length)] + [
+        (f"scenarios[{i}].sequence_length", sc.sequence_length)
+        for i, sc in enumerate(suite.scenarios)
+        if getattr(sc, "sequence_length", None) is not None
+    ]
+    for key, seq in lengths:
+        if limit is not None and seq > limit:
+            raise ConfigError(
+                f"{key}: {seq} exceeds the model's maximum of {limit} (max_position_embeddings)",
+                where=str(path),
+            )
+    from hf_cost.data.preflight import check_datasets
+
+    _in_file(path, lambda: check_datasets(suite, checkpoint.config))
     return Prepared(path=path, suite=suite, checkpoint=checkpoint)
 
 

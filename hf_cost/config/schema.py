@@ -258,6 +258,15 @@ class Suite(Strict):
     hardware: Hardware = Field(default_factory=Hardware)
     scenarios: list[Scenario] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inputs_kind(cls, data: Any) -> Any:
+        """`inputs:` without `kind` means dataset inputs when it has a dataset, else synthetic."""
+        inputs = data.get("inputs") if isinstance(data, dict) else None
+        if isinstance(inputs, dict) and "kind" not in inputs:
+            data = {**data, "inputs": {**inputs, "kind": "dataset" if "dataset" in inputs else "synthetic"}}
+        return data
+
     @model_validator(mode="after")
     def _unique_names(self) -> Suite:
         seen: dict[str, int] = {}
