@@ -93,7 +93,9 @@ def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
             continue
         name = scenario.checkpoint or "baseline"
         if name not in contexts:
-            contexts[name] = _context_for(prepared, name, saved.get(name), progress)
+            contexts[name] = _in_file(
+                prepared.path, lambda: _context_for(prepared, name, saved.get(name), progress)
+            )
         run_ctx = contexts[name]
         run_ctx.where = where
         for r in _in_file(prepared.path, lambda: RUNNERS[scenario.kind]().run(scenario, run_ctx)):

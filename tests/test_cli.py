@@ -304,6 +304,28 @@ def test_bad_input_one_line_exit_2(
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_load_error_names_the_scenario_file(
+    tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint with a config but no weights passes `validate` and fails at load time;
+    that error must still name the scenario file, like every other user error."""
+    import shutil
+
+    ckpt = tmp_path / "no-weights"
+    ckpt.mkdir()
+    for f in tiny_bert_dir.iterdir():
+        if f.suffix not in (".safetensors", ".bin"):
+            shutil.copy(f, ckpt / f.name)
+    path = write_scenario(tmp_path, suite_text(f"{{path: {ckpt}}}"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--output", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"error: {path}: model"), errors[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_unknown_subcommand_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     with pytest.raises(SystemExit) as info:

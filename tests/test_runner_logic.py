@@ -31,17 +31,17 @@ FLOPS = 1_000_000
 class SleepyCandidate:
     """Quacks like hf_cost.models.candidate.Candidate: forward sleeps a fixed time.
 
-    ``warmup_calls`` forwards sleep ``warmup_sleep_s`` instead, to fake a model whose speed
-    changes after calibration.
+    ``measuring`` is switched on by `PhaseContext` while a runner's measured block runs, so
+    the dummy can run at a different speed during warm-up/calibration (``warm_sleep_s``)
+    and counts the calls of each phase separately.
     """
 
-    def __init__(self, sleep_s: float = SLEEP_S, warmup_calls: int = 0, warmup_sleep_s: float | None = None):
+    def __init__(self, sleep_s: float = SLEEP_S, warm_sleep_s: float | None = None):
         self.name = "dummy"
         self.sleep_s = sleep_s
-        self.warmup_calls = warmup_calls
-        self.warmup_sleep_s = sleep_s if warmup_sleep_s is None else warmup_sleep_s
-        self.calls = 0
-        self.batch_rows: list[int] = []
+        self.warm_sleep_s = sleep_s if warm_sleep_s is None else warm_sleep_s
+        self.measuring = False
+        self.calls: list[tuple[bool, int]] = []  # (measuring, rows) per forward
         self.syncs = 0
         self.device = torch.device("cpu")
 
@@ -50,15 +50,37 @@ class SleepyCandidate:
         return False
 
     def forward(self, batch: dict[str, Any]) -> Any:
-        time.sleep(self.warmup_sleep_s if self.calls < self.warmup_calls else self.sleep_s)
-        self.calls += 1
+        time.sleep(self.sleep_s if self.measuring else self.warm_sleep_s)
         rows = {t.shape[0] for t in batch.values()}
         assert len(rows) == 1, "every input tensor must have the same number of rows"
-        self.batch_rows.append(rows.pop())
+        self.calls.append((self.measuring, rows.pop()))
         return batch["input_ids"]
 
     def synchronize(self) -> None:
         self.syncs += 1
+
+    def rows(self, measuring: bool) -> list[int]:
+        return [r for m, r in self.calls if m is measuring]
+
+
+class PhaseContext(RunContext):
+    """A RunContext that tells the dummy when the measured block (inside memory()) runs."""
+
+    def memory(self) -> Any:
+        tracker = super().memory()
+        cand = self.candidate
+
+        class Measured:
+            def __enter__(self) -> Any:
+                peak = tracker.__enter__()
+                cand.measuring = True
+                return peak
+
+            def __exit__(self, *exc: object) -> None:
+                cand.measuring = False
+                tracker.__exit__(*exc)
+
+        return Measured()
 
 
 def perf_set(num_samples: int = 16, seq: int = 8, seed: int = 0) -> PerformanceSet:
@@ -71,7 +93,7 @@ def perf_set(num_samples: int = 16, seq: int = 8, seed: int = 0) -> PerformanceS
 
 
 def context(candidate: Any, flops: int | None = FLOPS, peak: float | None = None) -> RunContext:
-    return RunContext(
+    return PhaseContext(
         candidate=candidate, perf_set=perf_set(), flops_per_sample=flops, peak_tflops=peak,
         baseline_rss_bytes=current_rss_bytes(), progress=Progress(enabled=False),
     )
@@ -112,9 +134,12 @@ def test_single_stream_stops_after_duration_and_count(ss_run) -> None:
 def test_single_stream_warmup_not_counted(ss_run) -> None:
     cand, r, sc = ss_run
     n = r.metrics["queries"]
-    assert cand.calls == sc.warmup_queries + n
+    assert len(cand.calls) == sc.warmup_queries + n
+    assert len(cand.rows(measuring=False)) == sc.warmup_queries  # warm-up ran outside the measured block
+    assert len(cand.rows(measuring=True)) == n
+    assert cand.calls[: sc.warmup_queries] == [(False, 1)] * sc.warmup_queries  # and before it
     assert len(r.raw["latencies_ms"]) == len(r.raw["issued_s"]) == len(r.raw["sample_indices"]) == n
-    assert set(cand.batch_rows) == {1}  # one sample per query
+    assert {rows for _, rows in cand.calls} == {1}  # one sample per query
     assert cand.syncs >= n  # synchronised after every timed forward
 
 
@@ -182,7 +207,7 @@ def test_single_stream_too_few_queries_for_early_stopping() -> None:
     assert v.result == "INVALID"
     assert any("64" in rec for rec in v.recommendations)
     assert r.metrics["early_stopping_p90_latency_ms"] is None
-    assert cand.calls == n  # warmup_queries=0
+    assert cand.calls == [(True, 1)] * n  # warmup_queries=0: every forward is measured
 
 
 def test_single_stream_cut_short_by_max_duration() -> None:
@@ -259,19 +284,19 @@ def test_offline_samples_and_batches(offline_run) -> None:
         assert all(s == bs for s in sizes[:-1]) and 1 <= sizes[-1] <= bs
         assert len(sizes) == r.metrics["batches"] == math.ceil(samples / bs)
         assert len(r.raw["batch_latencies_ms"]) == len(r.raw["batch_completed_s"]) == len(sizes)
-        assert len(r.raw["warmup_batch_s"]) == sc.warmup_batches
-        expected_calls += sc.warmup_batches + math.ceil(samples / bs)
-    assert cand.calls == expected_calls
-    # the rows the model saw: warm-up batches of bs, then exactly the planned batch sizes
-    seen = cand.batch_rows
+        assert len(r.raw["warmup_batch_s"]) >= sc.warmup_batches
+        expected_calls += len(r.raw["warmup_batch_s"]) + math.ceil(samples / bs)
+    assert len(cand.calls) == expected_calls
+    # what the model saw, in order: per batch size, full warm-up batches outside the measured
+    # block, then exactly the planned batches inside it (all prepared, none skipped)
     pos = 0
     for r in results:
-        bs = r.settings["batch_size"]
-        assert seen[pos : pos + sc.warmup_batches] == [bs] * sc.warmup_batches
-        pos += sc.warmup_batches
-        assert seen[pos : pos + len(r.raw["batch_sizes"])] == r.raw["batch_sizes"]
-        pos += len(r.raw["batch_sizes"])
-    assert pos == len(seen)
+        bs, warm, sizes = r.settings["batch_size"], len(r.raw["warmup_batch_s"]), r.raw["batch_sizes"]
+        assert cand.calls[pos : pos + warm] == [(False, bs)] * warm
+        pos += warm
+        assert cand.calls[pos : pos + len(sizes)] == [(True, s) for s in sizes]
+        pos += len(sizes)
+    assert pos == len(cand.calls)
 
 
 def test_offline_throughput_from_raw(offline_run) -> None:
@@ -301,20 +326,21 @@ def test_offline_validity(offline_run) -> None:
 
 
 def test_offline_faster_after_calibration_is_flagged() -> None:
-    """Calibration sees slow warm-up batches, so the query is too small for min_duration_s."""
-    cand = SleepyCandidate(sleep_s=SLEEP_S, warmup_calls=2, warmup_sleep_s=25 * SLEEP_S)
+    """Calibration sees slow batches, so the query is sized too small for min_duration_s."""
+    cand = SleepyCandidate(sleep_s=SLEEP_S, warm_sleep_s=5 * SLEEP_S)
     sc = offline(batch_sizes=[1], min_duration_s=0.5, min_sample_count=30, warmup_batches=2)
     (r,) = OfflineRunner().run(sc, context(cand))
     v = r.validity
     duration = r.metrics["duration_s"]
     assert v.min_duration_satisfied == (duration >= sc.min_duration_s)
-    assert duration < sc.min_duration_s  # 30 batches of 2 ms cannot fill 0.5 s
+    # calibrated at ~100 samples/s -> ~63 samples, which at 2 ms each cannot fill 0.5 s
+    assert duration < sc.min_duration_s
     assert v.result == "INVALID"
     assert any("min_duration_s" in rec for rec in v.recommendations)
 
 
 def test_offline_slower_after_calibration_still_consistent() -> None:
-    cand = SleepyCandidate(sleep_s=5 * SLEEP_S, warmup_calls=2, warmup_sleep_s=SLEEP_S)
+    cand = SleepyCandidate(sleep_s=5 * SLEEP_S, warm_sleep_s=SLEEP_S)
     sc = offline(batch_sizes=[2], min_duration_s=0.05, min_sample_count=10, warmup_batches=2)
     (r,) = OfflineRunner().run(sc, context(cand))
     v = r.validity

@@ -50,10 +50,14 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
     tags = _discriminator_tags(Suite)
     out = ""
+    previous: Any = None
     for part in loc:
+        # The tag sits right after the union field: `inputs` or an index in `scenarios`.
+        is_tag = part in tags and (previous == "inputs" or isinstance(previous, int))
+        previous = part
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in tags:
+        elif is_tag:
             continue
         else:
             out += f".{part}" if out else str(part)

@@ -50,7 +50,7 @@ def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any =
         model_class = AutoModel if spec.task == "feature-extraction" else AutoModelForSequenceClassification
     dtype: Any = "auto" if spec.dtype == "auto" else getattr(torch, spec.dtype)
     kwargs: dict[str, Any] = {
-        "torch_dtype": dtype,
+        _dtype_keyword(): dtype,
         "attn_implementation": spec.attn_implementation,
         "device_map": {"": device},  # Accelerate places every module on this device
     }
@@ -93,3 +93,11 @@ def weights_size_on_disk(directory: Path) -> int:
         for p in directory.rglob("*")
         if p.is_file() and p.suffix in _WEIGHT_SUFFIXES
     )
+
+
+def _dtype_keyword() -> str:
+    """transformers 4.56 renamed from_pretrained's `torch_dtype` to `dtype`."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"

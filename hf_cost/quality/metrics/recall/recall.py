@@ -3,38 +3,20 @@
 Shipped inside hf_cost so that it loads by path with no Hugging Face Hub access.
 """
 
-import datasets
 import evaluate
 from sklearn.metrics import recall_score
 
-AVERAGES = ("binary", "macro", "micro", "weighted", None)
+from hf_cost.quality.metric_base import AVERAGE_TEXT, AVERAGED_ARGS, averaged_score, classification_info
 
 _DESCRIPTION = """\
 Recall of one class is TP / (TP + FN): the share of examples of that class that the model
 predicts as that class.
-`average` decides how the classes are combined: "binary" reports the class `pos_label` only;
-"macro" is the unweighted mean over classes; "weighted" weights each class by its number of
-reference examples; "micro" pools the counts of all classes first; None returns one value per
-class. It lies in [0, 1]; higher is better.
-"""
+""" + AVERAGE_TEXT
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (`list` of `int`): predicted label ids.
-    references (`list` of `int`): reference (gold) label ids, as many as predictions.
-    labels (`list` of `int`, optional): the classes to report and average over, in this order.
-        Default: every label id that occurs in predictions or references, sorted.
-    pos_label (`int`, default 1): the positive class when average="binary".
-    average (`str` or None, default "binary"): one of "binary", "macro", "micro", "weighted", None.
-    sample_weight (`list` of `float`, optional): one weight per example.
-    zero_division (0, 1, nan or "warn", default "warn"): the value when
-        the class has no reference examples (TP + FN = 0); "warn" uses 0
-        and emits a warning.
-
-Returns:
-    recall (`float`, or `list` of `float` when average=None): the score.
-
-Example:
+_KWARGS_DESCRIPTION = AVERAGED_ARGS.format(
+    zero_case="the class has no reference examples (TP + FN = 0)", key="recall"
+) + """
+    Example:
     >>> metric = evaluate.load("hf_cost/quality/metrics/recall/recall.py")
     >>> metric.compute(predictions=[0, 1, 1, 1], references=[0, 1, 0, 1])["recall"]
     1.0
@@ -45,55 +27,15 @@ Example:
     [0.5, 0.5, 0.0]
 """
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and Varoquaux, G. and Gramfort, A. and Michel, V. and Thirion, B. and
-          Grisel, O. and Blondel, M. and Prettenhofer, P. and Weiss, R. and Dubourg, V. and
-          Vanderplas, J. and Passos, A. and Cournapeau, D. and Brucher, M. and Perrot, M. and
-          Duchesnay, E.},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Recall(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.recall_score.html"
-            ],
+        return classification_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.recall_score.html",
         )
 
-    def _compute(
-        self,
-        predictions,
-        references,
-        labels=None,
-        pos_label=1,
-        average="binary",
-        sample_weight=None,
-        zero_division="warn",
-    ):
-        if average not in AVERAGES:
-            raise ValueError(f"average={average!r}: expected one of {AVERAGES}")
-        score = recall_score(
-            references,
-            predictions,
-            labels=labels,
-            pos_label=pos_label,
-            average=average,
-            sample_weight=sample_weight,
-            zero_division=zero_division,
-        )
-        return {"recall": score.tolist() if average is None else float(score)}
+    def _compute(self, predictions, references, **kwargs):
+        return averaged_score(recall_score, "recall", predictions, references, **kwargs)
