@@ -19,6 +19,7 @@ from hf_cost.config.schema import FineTuneScenario, ModelSpec
 from hf_cost.models.resolve import ResolvedCheckpoint
 from hf_cost.progress import Progress
 from hf_cost.report.schema import ScenarioResult, Validity
+from hf_cost.training.loop import RunRecord
 from hf_cost.training.olympic import olympic_score
 
 
@@ -143,12 +144,24 @@ class FineTuneRunner:
             raise
         return target
 
-    def _result(self, scenario, records, flops, labels, precision, processes, kept_run, saved, seq) -> ScenarioResult:  # type: ignore[no-untyped-def]
+    def _result(
+        self,
+        scenario: FineTuneScenario,
+        records: list[RunRecord],
+        flops: dict[str, float],
+        labels: list[str],
+        precision: str,
+        processes: int,
+        kept_run: int,
+        saved: Path | None,
+        seq: int,
+    ) -> ScenarioResult:
         olympic = olympic_score([r.time_to_target_s for r in records])
         train_s = sum(r.train_s for r in records)
         samples = sum(r.samples for r in records)
         tokens = sum(r.tokens for r in records)
         sps = samples / train_s if train_s > 0 else None
+        finals = [r.final_quality for r in records if r.final_quality is not None]
         recs = []
         if not olympic["valid"]:
             failed = olympic["runs"] - olympic["converged_runs"]
@@ -189,9 +202,7 @@ class FineTuneRunner:
                 "train_flops_per_sample_3x_forward_estimate": flops["three_x_forward_per_sample"],
                 "train_flops_total": flops["train_per_sample"] * samples,
                 "achieved_train_gflops_per_s": flops["train_per_sample"] * sps / 1e9 if sps else None,
-                "final_quality_median": statistics.median(
-                    [r.final_quality for r in records if r.final_quality is not None] or [float("nan")]
-                ) if any(r.final_quality is not None for r in records) else None,
+                "final_quality_median": statistics.median(finals) if finals else None,
                 "saved_checkpoint": str(saved) if saved else None,
                 "saved_run_index": kept_run,
             },
