@@ -51,9 +51,13 @@ def load_labelled(
     ds = select_rows(ds, spec, where)
     raw = ds[spec.label_column]
     feature = ds.features.get(spec.label_column)
-    if hasattr(feature, "names"):  # datasets.ClassLabel: ints with names
-        raw = [feature.names[i] for i in raw]
-    names = list(label_names) if label_names is not None else _names_from(raw)
+    class_names = getattr(feature, "names", None)  # datasets.ClassLabel: ints with names
+    if class_names is not None:
+        raw = [class_names[i] for i in raw]
+    if label_names is not None:
+        names = list(label_names)
+    else:
+        names = list(class_names) if class_names is not None else _names_from(raw)
     ids = _map_labels(raw, names, f"{where}.label_column", spec.label_column)
     return LabelledSet(
         texts=[str(t) for t in ds[spec.text_column]],

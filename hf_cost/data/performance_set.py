@@ -80,6 +80,7 @@ def _texts(inputs: DatasetInputs) -> tuple[list[str], list[str] | None]:
     """Seeded sample of ``num_samples`` rows (with replacement only if the split is smaller)."""
     import random
 
+    from hf_cost.data.selection import select_rows
     from hf_cost.data.sources import load_split, require_columns
 
     spec = inputs.dataset
@@ -88,6 +89,7 @@ def _texts(inputs: DatasetInputs) -> tuple[list[str], list[str] | None]:
         ds, {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column},
         where="inputs.dataset",
     )
+    ds = select_rows(ds, spec, "inputs.dataset")
     rng = random.Random(inputs.seed)
     rows = list(range(len(ds)))
     if len(rows) >= inputs.num_samples:

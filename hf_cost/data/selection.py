@@ -25,6 +25,9 @@ def select_rows(ds: Any, spec: DatasetSpec, where: str) -> Any:
                 )
             allowed = {str(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
             values = ds[column]
+            names = getattr(ds.features.get(column), "names", None)
+            if names is not None:  # a ClassLabel column: match label names as well as ids
+                values = [names[v] if str(v) not in allowed else v for v in values]
             rows = [i for i in rows if str(values[i]) in allowed]
         if not rows:
             raise DataError(f"no rows match {spec.where}", where=f"{where}.where")

@@ -28,6 +28,8 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
                 )
             if not path.is_file():
                 raise DataError(f"no data file at {path}", where=f"{where}.path")
+            if path.stat().st_size == 0:
+                raise DataError(f"{path} is empty", where=f"{where}.path")
             ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
             if spec.split not in ("train", "data"):
                 raise DataError(
@@ -40,17 +42,22 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
             )
     except DataError:
         raise
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise DataError(f"cannot load dataset: {first}", where=where) from None
+    except (FileNotFoundError, ValueError, ConnectionError, OSError, StopIteration) as exc:
+        raise DataError(f"cannot load dataset: {_first_line(exc)}", where=where) from None
     except Exception as exc:  # datasets raises its own types (DatasetGenerationError, ...)
         if exc.__class__.__module__.startswith("datasets"):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise DataError(f"cannot load dataset: {first}", where=where) from None
+            raise DataError(f"cannot load dataset: {_first_line(exc)}", where=where) from None
         raise
     if len(ds) == 0:
         raise DataError("the split is empty", where=f"{where}.split")
     return ds
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "corresponds to no data" in text:  # datasets' words for a file with no rows
+        return "the file has no rows"
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def require_columns(ds: Any, columns: dict[str, str | None], where: str) -> None:

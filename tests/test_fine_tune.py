@@ -1,0 +1,387 @@
+"""Fine-tuning: olympic scoring, time to a quality target end to end through the CLI, the
+fine-tuned checkpoint measured by later scenarios, and two processes under `accelerate launch`.
+
+The model is the shared tiny random BERT (no head: fine_tune adds a fresh one); the data is a
+trivially easy synthetic set generated into tmp_path from the tiny tokenizer's vocabulary.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hf_cost.cli import main
+from hf_cost.config.schema import load_suite
+from hf_cost.errors import ConfigError
+from hf_cost.training.olympic import olympic_score
+
+SEQ = 16
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- olympic scoring ------------------------------------------------------------------------
+
+
+def test_olympic_five_runs_drop_fastest_and_slowest():
+    out = olympic_score([5.0, 1.0, 3.0, 9.0, 4.0])
+    assert out["valid"] is True
+    assert out["score_s"] == pytest.approx((3.0 + 4.0 + 5.0) / 3)
+    assert out["kept_times_s"] == [3.0, 4.0, 5.0]
+    assert out["runs"] == 5 and out["converged_runs"] == 5
+    assert "olympic" in out["method"]
+
+
+def test_olympic_one_failed_run_counts_as_the_slowest():
+    out = olympic_score([5.0, None, 3.0, 9.0, 4.0])
+    assert out["valid"] is True
+    assert out["score_s"] == pytest.approx((4.0 + 5.0 + 9.0) / 3)  # 3.0 dropped as fastest
+    assert out["converged_runs"] == 4
+
+
+def test_olympic_two_failed_runs_are_invalid():
+    out = olympic_score([5.0, None, 3.0, None, 4.0])
+    assert out["valid"] is False and out["score_s"] is None
+    assert out["converged_runs"] == 3
+
+
+def test_olympic_three_runs_keep_the_middle_one():
+    assert olympic_score([3.0, 1.0, 2.0])["score_s"] == pytest.approx(2.0)
+    out = olympic_score([3.0, None, 2.0])
+    assert out["valid"] is True and out["score_s"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    "times, score, valid",
+    [
+        ([2.0], 2.0, True),
+        ([2.0, 4.0], 3.0, True),
+        ([None], None, False),
+        ([2.0, None], None, False),
+    ],
+)
+def test_one_or_two_runs_are_a_plain_mean_valid_only_if_all_converged(times, score, valid):
+    out = olympic_score(times)
+    assert out["valid"] is valid
+    assert out["score_s"] == (pytest.approx(score) if score is not None else None)
+    assert "olympic" in out["method"] and "at least 3" in out["method"]
+
+
+def test_olympic_without_runs_is_an_error():
+    with pytest.raises(ValueError):
+        olympic_score([])
+
+
+# --- data and scenario files ----------------------------------------------------------------
+
+
+def vocab_words(model_dir: Path) -> list[str]:
+    words = (model_dir / "vocab.txt").read_text(encoding="utf-8").split()
+    return [w for w in words if not w.startswith("[")]
+
+
+def easy_csv(path: Path, model_dir: Path, n: int = 200, seed: int = 0, random_labels: bool = False) -> Path:
+    """'pos' texts repeat one word, 'neg' texts another; the rest are random vocabulary words."""
+    words = vocab_words(model_dir)
+    w1, w2, rest = words[0], words[1], words[2:]
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            label = "pos" if i % 2 == 0 else "neg"
+            filler = [rng.choice(rest) for _ in range(rng.randint(2, 6))]
+            marker = [w1 if label == "pos" else w2] * 3
+            tokens = marker + filler
+            rng.shuffle(tokens)
+            if random_labels:
+                label = rng.choice(["pos", "neg"])
+            writer.writerow([" ".join(tokens), label])
+    return path
+
+
+def dataset_yaml(path: Path, select: str) -> str:
+    return f"{{path: {json.dumps(str(path))}, label_column: label, select: {select}}}"
+
+
+def fine_tune_yaml(
+    data: Path, *, name: str = "ft", target: float = 0.95, max_steps: int = 100,
+    eval_every: int = 10, batch_size: int = 8, runs: int = 1, extra: str = "",
+) -> str:
+    return f"""
+  - kind: fine_tune
+    name: {name}
+    train: {dataset_yaml(data, "train")}
+    eval: {dataset_yaml(data, "holdout")}
+    target: {{metric: accuracy, value: {target}}}
+    sequence_length: {SEQ}
+    batch_size: {batch_size}
+    eval_batch_size: 64
+    learning_rate: 1.0e-3
+    max_steps: {max_steps}
+    eval_every_steps: {eval_every}
+    runs: {runs}{extra}
+"""
+
+
+def suite_yaml(model_dir: Path, scenarios: str) -> str:
+    return f"""
+name: fine-tune-test
+model: {{path: {json.dumps(str(model_dir))}, device: cpu}}
+inputs: {{kind: synthetic, sequence_length: {SEQ}, num_samples: 32}}
+scenarios:{scenarios}"""
+
+
+def run_cli(scenario: Path, out: Path) -> dict[str, Any]:
+    assert main(["run", str(scenario), "--output", str(out), "--quiet"]) == 0
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def by_name(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in results["scenarios"]}
+
+
+# --- fine-tune end to end -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converged_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import hf_cost.runners.offline as offline
+
+    tmp = tmp_path_factory.mktemp("fine-tune")
+    data = easy_csv(tmp / "easy.csv", tiny_bert_dir)
+    scenarios = fine_tune_yaml(data) + f"""
+  - kind: accuracy
+    name: acc-ft
+    checkpoint: ft
+    dataset: {dataset_yaml(data, "holdout")}
+    batch_size: 16
+    bootstrap_resamples: 100
+  - kind: offline
+    name: off-ft
+    checkpoint: ft
+    batch_sizes: [4]
+    warmup_batches: 1
+    min_duration_s: 0.05
+    min_sample_count: 16
+"""
+    path = tmp / "ft.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    saved = offline.CALIBRATION_S
+    offline.CALIBRATION_S = 0.05  # calibrating 1 s is for real models
+    try:
+        results = run_cli(path, tmp / "out")
+    finally:
+        offline.CALIBRATION_S = saved
+    return {"results": results, "out": tmp / "out"}
+
+
+def test_fine_tune_reaches_the_target(converged_run):
+    ft = by_name(converged_run["results"])["ft"]
+    m = ft["metrics"]
+    assert ft["kind"] == "fine_tune"
+    assert m["converged"] is True
+    assert m["time_to_target_s"] is not None and m["time_to_target_s"] > 0
+    [run] = m["runs"]
+    assert run["converged"] is True and run["stop_reason"] == "target reached"
+    assert run["seed"] == 0
+    steps = run["steps"]
+    assert 0 < steps <= 100
+    assert steps % 10 == 0  # it stops at the evaluation that reached the target
+    assert run["time_to_target_s"] == pytest.approx(m["time_to_target_s"])
+    assert run["final_quality"] >= 0.95
+    assert ft["validity"]["result"] == "VALID"
+    assert ft["validity"]["convergence_satisfied"] is True
+    assert ft["validity"]["reduced_settings"] is True  # one run: no olympic scoring
+
+
+def test_fine_tune_curves_are_raw_and_ordered(converged_run):
+    ft = by_name(converged_run["results"])["ft"]
+    steps = ft["metrics"]["runs"][0]["steps"]
+    [quality] = ft["raw"]["quality_curves"]
+    [loss] = ft["raw"]["loss_curves"]
+    assert quality[-1][0] == steps and quality[-1][2] >= 0.95
+    assert [q[0] for q in quality] == list(range(10, steps + 1, 10))
+    assert all(q[2] < 0.95 for q in quality[:-1])  # it stopped at the first hit
+    assert [row[0] for row in loss] == list(range(1, steps + 1))
+    times = [row[1] for row in loss]
+    assert times == sorted(times) and times[0] > 0
+    assert all(math.isfinite(row[2]) and row[2] >= 0 for row in loss)
+    assert quality[-1][1] <= ft["metrics"]["time_to_target_s"] + 1e-9
+
+
+def test_fine_tune_throughput_and_flops(converged_run):
+    m = by_name(converged_run["results"])["ft"]["metrics"]
+    run = m["runs"][0]
+    assert run["samples"] == run["steps"] * 8  # 160 training rows: every batch is full
+    assert m["train_samples_per_s"] > 0 and m["train_tokens_per_s"] > 0
+    forward = m["train_flops_per_sample_3x_forward_estimate"] / 3
+    assert forward > 0
+    assert 2.5 * forward <= m["train_flops_per_sample"] <= 3.5 * forward
+    assert m["train_flops_total"] == pytest.approx(m["train_flops_per_sample"] * run["samples"])
+
+
+def test_fine_tune_saves_a_checkpoint_with_the_label_names(converged_run):
+    ft = by_name(converged_run["results"])["ft"]
+    saved = Path(ft["metrics"]["saved_checkpoint"])
+    assert saved.is_dir()
+    assert saved == converged_run["out"] / "checkpoints" / "ft"
+    config = json.loads((saved / "config.json").read_text(encoding="utf-8"))
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+    assert ft["settings"]["labels"] == ["neg", "pos"]
+    assert ft["settings"]["num_processes"] == 1
+    assert any(p.name.startswith("tokenizer") or p.name == "vocab.txt" for p in saved.iterdir())
+
+
+def test_later_scenarios_measure_the_fine_tuned_checkpoint(converged_run):
+    results = converged_run["results"]
+    scenarios = by_name(results)
+    acc = scenarios["acc-ft"]
+    assert acc["candidate"] == "ft"
+    assert acc["settings"]["labels"] == ["neg", "pos"]
+    # The fine-tune stopped when the same holdout reached 0.95; accuracy mode agrees.
+    assert acc["metrics"]["accuracy"]["value"] >= 0.95
+    assert acc["metrics"]["n"] == 40
+    assert scenarios["off-ft[bs=4]"]["candidate"] == "ft"
+    assert "ft" in results["candidates"] and "baseline" not in results["candidates"]
+    assert [s["name"] for s in results["scenarios"]] == ["ft", "acc-ft", "off-ft[bs=4]"]
+
+
+def test_fine_tune_that_cannot_reach_its_target_is_invalid(tiny_bert_dir, tmp_path):
+    data = easy_csv(tmp_path / "noise.csv", tiny_bert_dir, n=60, random_labels=True)
+    scenario = tmp_path / "fail.yaml"
+    scenario.write_text(
+        suite_yaml(tiny_bert_dir, fine_tune_yaml(data, name="fail", target=1.0, max_steps=5, eval_every=5, runs=3)),
+        encoding="utf-8",
+    )
+    ft = by_name(run_cli(scenario, tmp_path / "out"))["fail"]
+    m = ft["metrics"]
+    assert m["converged"] is False
+    assert m["time_to_target_s"] is None
+    assert [r["seed"] for r in m["runs"]] == [0, 1, 2]
+    assert all(r["converged"] is False and r["time_to_target_s"] is None for r in m["runs"])
+    assert all(r["steps"] == 5 and r["stop_reason"] == "max_steps reached" for r in m["runs"])
+    assert "olympic" in m["scoring"]["method"]
+    assert m["scoring"]["runs"] == 3 and m["scoring"]["converged_runs"] == 0
+    v = ft["validity"]
+    assert v["result"] == "INVALID" and v["convergence_satisfied"] is False
+    assert v["reduced_settings"] is False  # three runs are enough for olympic scoring
+    assert any("max_steps" in r and "target" in r for r in v["recommendations"])
+    assert len(ft["raw"]["loss_curves"]) == 3 and len(ft["raw"]["quality_curves"]) == 3
+    # Nothing converged: the last run's model is kept, still saved for later scenarios.
+    assert m["saved_run_index"] == 2 and Path(m["saved_checkpoint"]).is_dir()
+
+
+# --- scenario validation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "order, index, ref",
+    [
+        ("accuracy-first", 0, "ft"),  # the fine_tune comes later
+        ("unknown", 1, "nope"),  # no such scenario
+        ("not-fine-tune", 2, "acc"),  # names a scenario that is not a fine_tune
+    ],
+)
+def test_checkpoint_must_name_an_earlier_fine_tune(tmp_path, tiny_bert_dir, order, index, ref):
+    data = tmp_path / "d.csv"
+    accuracy = f"""
+  - kind: accuracy
+    name: acc
+    checkpoint: {ref if index == 0 else "ft"}
+    dataset: {dataset_yaml(data, "holdout")}
+"""
+    offline = f"""
+  - kind: offline
+    checkpoint: {ref}
+"""
+    if order == "accuracy-first":
+        scenarios = accuracy + fine_tune_yaml(data)
+    elif order == "unknown":
+        scenarios = fine_tune_yaml(data) + offline
+    else:
+        scenarios = fine_tune_yaml(data) + accuracy + offline
+    path = tmp_path / "bad.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert f"scenarios[{index}].checkpoint" in message
+    assert f"'{ref}'" in message
+    assert str(path) in message
+
+
+def test_checkpoint_error_through_validate_exits_2(tmp_path, tiny_bert_dir, capsys):
+    data = tmp_path / "d.csv"
+    scenarios = f"""
+  - kind: single_stream
+    checkpoint: ft
+""" + fine_tune_yaml(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    assert "scenarios[0].checkpoint" in capsys.readouterr().err
+
+
+# --- two processes --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_count_every_processs_samples(tiny_bert_dir, tmp_path):
+    data = easy_csv(tmp_path / "easy.csv", tiny_bert_dir)
+    scenario = tmp_path / "ddp.yaml"
+    scenarios = fine_tune_yaml(data, name="ddp", max_steps=10, eval_every=5) + f"""
+  - kind: accuracy
+    name: acc-ddp
+    checkpoint: ddp
+    dataset: {dataset_yaml(data, "holdout")}
+    bootstrap_resamples: 50
+"""
+    scenario.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    out = tmp_path / "out"
+    launcher = Path(sys.executable).with_name("accelerate")
+    if launcher.is_file():  # the `accelerate` console script of this interpreter
+        cmd = [str(launcher), "launch"]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd += [
+        "--num_processes", "2", "--cpu", "--main_process_port", str(free_port()),
+        "-m", "hf_cost", "run", str(scenario), "--output", str(out), "--quiet",
+    ]
+    env = dict(os.environ)  # conftest made it offline, with a private HF_HOME
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(  # cwd tmp_path: a stray default results/ would be seen below
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    ft = by_name(results)["ddp"]
+    assert ft["settings"]["num_processes"] == 2
+    run = ft["metrics"]["runs"][0]
+    # Throughput is total samples over wall time: both processes' samples count.
+    assert run["samples"] == 2 * run["steps"] * 8
+    assert 0 < run["steps"] <= 10
+    assert ft["metrics"]["train_samples_per_s"] > 0
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("results.json")) == [
+        Path("out/results.json")
+    ]
+    assert Path(ft["metrics"]["saved_checkpoint"]).is_dir()
+    # Scenarios after the fine-tune run once, on the main process.
+    assert [(s["name"], s["candidate"]) for s in results["scenarios"]] == [
+        ("ddp", "baseline"), ("acc-ddp", "ddp")
+    ]
