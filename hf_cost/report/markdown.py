@@ -16,15 +16,17 @@ def render_markdown(result: RunResult) -> str:
         "",
         "## Models",
         "",
+        f"Checkpoint: **{_where_from(result.model)}**",
+        "",
     ]
     for name, c in result.candidates.items():
         m = c.model
+        origin = _where_from(m) if name == "baseline" else f"fine-tuned by scenario {name}, saved at `{m.get('path')}`"
         lines += [
-            f"- **{name}**: {m.get('id') or m.get('path')} revision `{m.get('revision')}` "
-            f"commit `{m.get('commit')}` ({m.get('source')})",
+            f"- **{name}**: {origin}",
             f"  - {m['model_class']}, {m['parameters']:,} parameters, {m['parameter_bytes'] / 2**20:.1f} MiB "
             f"of parameters, {m['weights_size_on_disk_bytes'] / 2**20:.1f} MiB of weights on disk; "
-            f"{m['dtype']} on {m['device']}, attention `{m['attn_implementation']}`, loaded in {c.load_time_s:.1f} s",
+            f"{m['dtype']} on {m['device']}, attention `{m['attn_implementation']}`, loaded in {c.load_time_s:.2f} s",
         ]
         if c.flops is not None:
             f = c.flops
@@ -60,13 +62,27 @@ def render_markdown(result: RunResult) -> str:
         for r in noted:
             for rec in r.validity.recommendations:  # type: ignore[union-attr]
                 lines.append(f"- **{r.name}** ({r.validity.result}): {rec}")  # type: ignore[union-attr]
-    compute = [r for r in result.scenarios if r.metrics.get("achieved_gflops_per_s") is not None]
+    compute = [
+        r for r in result.scenarios
+        if r.metrics.get("achieved_gflops_per_s") is not None
+        or r.metrics.get("achieved_train_gflops_per_s") is not None
+    ]
     if compute:
         lines += ["", "## Achieved compute", "", "| scenario | GFLOP/s | MFU |", "|---|---|---|"]
         for r in compute:
             mfu = r.metrics.get("mfu")
+            gflops = r.metrics.get("achieved_gflops_per_s") or r.metrics["achieved_train_gflops_per_s"]
+            what = " (training, forward + backward)" if r.kind == "fine_tune" else ""
             lines.append(
-                f"| {r.name} | {r.metrics['achieved_gflops_per_s']:.1f} | "
+                f"| {r.name}{what} | {gflops:.1f} | "
                 f"{'peak unknown' if mfu is None else f'{mfu * 100:.2f}%'} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _where_from(m: dict) -> str:
+    """'org/name@main (commit abc…, Hub cache)' or the local path."""
+    if m.get("id"):
+        commit = f"commit `{m['commit'][:12]}`, " if m.get("commit") else ""
+        return f"{m['id']}@{m.get('revision')} ({commit}{m.get('source')})"
+    return f"`{m.get('path')}` ({m.get('source')})"
