@@ -186,12 +186,11 @@ def test_classlabel_feature_from_parquet_maps_by_name(tmp_path):
         load_labelled(DatasetSpec(path=str(path), label_column="label"), WHERE, ["pos", "other"])
 
 
-def test_classlabel_on_a_dataset_object(monkeypatch):
-    """load_labelled takes a DatasetSpec, not a Dataset; the Dataset object goes in at the
-    source (load_split) so the whole narrowing and label mapping runs on it."""
+def test_classlabel_on_a_dataset_object():
+    """A `datasets.Dataset` in hand goes through the same narrowing and label mapping."""
     import datasets
 
-    import hf_cost.data.labelled as labelled
+    from hf_cost.data.labelled import labelled_from_dataset
 
     features = datasets.Features(
         {
@@ -208,9 +207,8 @@ def test_classlabel_on_a_dataset_object(monkeypatch):
         },
         features=features,
     )
-    monkeypatch.setattr(labelled, "load_split", lambda s, where: ds)
     s = DatasetSpec(id="unused/dataset-object", label_column="label", where={"lang": "en"})
-    data = load_labelled(s, WHERE, ["pos", "neutral", "neg"])
+    data = labelled_from_dataset(ds, s, WHERE, ["pos", "neutral", "neg"])
     assert data.texts == [f"t{i}" for i in range(15)]
     assert data.labels == [{0: 2, 1: 1, 2: 0}[i % 3] for i in range(15)]
 
@@ -226,11 +224,11 @@ def _classlabel_dataset():
     )
 
 
-def test_classlabel_without_model_labels_keeps_the_classlabel_order(monkeypatch):
-    import hf_cost.data.labelled as labelled
+def test_classlabel_without_model_labels_keeps_the_classlabel_order():
+    from hf_cost.data.labelled import labelled_from_dataset
 
-    monkeypatch.setattr(labelled, "load_split", lambda s, where: _classlabel_dataset())
-    data = load_labelled(DatasetSpec(id="unused/x", label_column="label"), WHERE)
+    spec_ = DatasetSpec(id="unused/x", label_column="label")
+    data = labelled_from_dataset(_classlabel_dataset(), spec_, WHERE)
     assert data.label_names == ["zeta", "alpha"]  # not sorted alphabetically
     assert data.labels == [0, 1, 0, 1, 0, 1]
 

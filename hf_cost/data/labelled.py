@@ -41,7 +41,16 @@ def load_labelled(
     """Load, narrow and label-map ``spec``. ``label_names``: the model's labels, id order."""
     if spec.label_column is None:
         raise DataError("label_column is required", where=f"{where}.label_column")
-    ds = load_split(spec, where)
+    return labelled_from_dataset(load_split(spec, where), spec, where, label_names)
+
+
+def labelled_from_dataset(
+    ds: Any, spec: DatasetSpec, where: str = "dataset", label_names: Sequence[str] | None = None
+) -> LabelledSet:
+    """Narrow and label-map a `datasets.Dataset` already in hand, as ``spec`` says
+    (its columns, ``where``, ``select``, ``max_samples``; its source keys are not used)."""
+    if spec.label_column is None:
+        raise DataError("label_column is required", where=f"{where}.label_column")
     require_columns(
         ds,
         {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column,
