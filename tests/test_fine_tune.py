@@ -332,6 +332,40 @@ def test_checkpoint_error_through_validate_exits_2(tmp_path, tiny_bert_dir, caps
     assert "scenarios[0].checkpoint" in capsys.readouterr().err
 
 
+def test_validate_checks_datasets_labels_and_metrics_before_any_weights_load(
+    tmp_path, tiny_bert_dir, capsys, monkeypatch
+):
+    """Fail fast: a wrong column, a label the fine-tuned model will not know, or an unknown
+    metric is reported by `validate` (no weights loaded, no training) naming the key."""
+    import hf_cost.models.load as load
+
+    monkeypatch.setattr(load, "load_model", lambda *a, **k: pytest.fail("weights loaded"))
+    data = easy_csv(tmp_path / "d.csv", tiny_bert_dir)
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\nhello,maybe\n", encoding="utf-8")
+    cases = {
+        "scenarios[1].dataset.label_column": f"""
+  - kind: accuracy
+    checkpoint: ft
+    dataset: {{path: {json.dumps(str(other))}, label_column: label}}""",
+        "scenarios[1].extra_metrics[0]": f"""
+  - kind: accuracy
+    checkpoint: ft
+    dataset: {dataset_yaml(data, "holdout")}
+    extra_metrics: [no_such_metric_anywhere]""",
+        "scenarios[1].dataset.text_column": f"""
+  - kind: accuracy
+    checkpoint: ft
+    dataset: {{path: {json.dumps(str(data))}, label_column: label, text_column: body}}""",
+    }
+    for key, accuracy in cases.items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(suite_yaml(tiny_bert_dir, fine_tune_yaml(data) + accuracy), encoding="utf-8")
+        assert main(["validate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and key in err, err
+
+
 # --- two processes --------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Check every dataset a scenario file names before any weights load (fail fast).
+"""Check every dataset and metric a scenario file names before any weights load (fail fast).
 
 Loads each split (cheap for local files; a missing Hub dataset fails here, not after a
 fine-tune), checks columns, filters and label sets, so `validate` catches what `run`
@@ -39,6 +39,7 @@ def check_datasets(suite: Suite, model_config: Any) -> None:
             else:
                 labels = _model_labels(suite, model_config, f"{where}.checkpoint")
             load_labelled(sc.dataset, f"{where}.dataset", labels)
+            _check_metrics(sc.extra_metrics, f"{where}.extra_metrics")
 
 
 def _model_labels(suite: Suite, config: Any, where: str) -> list[str]:
@@ -49,3 +50,14 @@ def _model_labels(suite: Suite, config: Any, where: str) -> list[str]:
             where=where,
         )
     return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def _check_metrics(names: list[str], where: str) -> None:
+    """Load each extra metric now, so an unknown or unreachable one fails before any run."""
+    from hf_cost.quality.metric_loader import load_metric
+
+    for i, name in enumerate(names):
+        try:
+            load_metric(name)
+        except UserError as exc:
+            raise UserError(str(exc), where=f"{where}[{i}]") from None

@@ -37,11 +37,12 @@ class RunContext:
 
     def compute_metrics(self, samples_per_s: float) -> dict[str, Any]:
         """Achieved GFLOP/s and MFU at a given sample rate (MFU = achieved / peak FLOP/s)."""
+        from hf_cost.measure.flops import mfu
+
         if self.flops_per_sample is None:
             return {"achieved_gflops_per_s": None, "mfu": None}
         achieved = self.flops_per_sample * samples_per_s
-        mfu = achieved / (self.peak_tflops * 1e12) if self.peak_tflops else None
-        return {"achieved_gflops_per_s": achieved / 1e9, "mfu": mfu}
+        return {"achieved_gflops_per_s": achieved / 1e9, "mfu": mfu(achieved, self.peak_tflops)}
 
 
 class Runner(ABC):
