@@ -28,30 +28,32 @@ class Prepared:
 
 
 def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
-    """Validate the file and resolve the model's config; fail fast, load no weights."""
+    """Validate the file, resolve the model's config, check inputs; load no weights."""
+    from hf_cost.data.preflight import check_datasets
+
     progress = progress or Progress(enabled=False)
     path = Path(path)
     suite = load_suite(path)
-    try:
-        checkpoint = resolve_checkpoint(suite.model, log=progress.say)
-    except UserError as exc:
-        raise type(exc)(str(exc), where=str(path)) from None
-    limit = getattr(checkpoint.config, "max_position_embeddings", None)
+    checkpoint = _in_file(path, lambda: resolve_checkpoint(suite.model, log=progress.say))
+    _in_file(path, lambda: _check_sequence_lengths(suite, checkpoint.config))
+    _in_file(path, lambda: check_datasets(suite, checkpoint.config))
+    return Prepared(path=path, suite=suite, checkpoint=checkpoint)
+
+
+def _check_sequence_lengths(suite: Suite, config: Any) -> None:
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
     lengths = [("inputs.sequence_length", suite.inputs.sequence_length)] + [
         (f"scenarios[{i}].sequence_length", sc.sequence_length)
         for i, sc in enumerate(suite.scenarios)
         if getattr(sc, "sequence_length", None) is not None
     ]
     for key, seq in lengths:
-        if limit is not None and seq > limit:
+        if seq > limit:
             raise ConfigError(
-                f"{key}: {seq} exceeds the model's maximum of {limit} (max_position_embeddings)",
-                where=str(path),
+                f"{seq} exceeds the model's maximum of {limit} (max_position_embeddings)", where=key
             )
-    from hf_cost.data.preflight import check_datasets
-
-    _in_file(path, lambda: check_datasets(suite, checkpoint.config))
-    return Prepared(path=path, suite=suite, checkpoint=checkpoint)
 
 
 def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
@@ -68,7 +70,10 @@ def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
     from hf_cost.runners import RUNNERS
     from hf_cost.runners.fine_tune import FineTuneContext, FineTuneRunner
 
+    from hf_cost.models.load import pick_device
+
     suite = prepared.suite
+    _in_file(prepared.path, lambda: pick_device(suite.model.device))  # no GPU: fail before work
     main_process = is_main_process()
     if not main_process:
         progress = Progress(enabled=False)

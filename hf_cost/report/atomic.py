@@ -48,8 +48,18 @@ def _stage(path: Path, text: str) -> str:
 
 
 def check_writable(directory: Path) -> None:
-    """Raise OSError if files cannot be created in ``directory`` (created if missing)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=directory)
+    """Raise OSError unless files could be written in ``directory``.
+
+    Nothing is created: the check probes the directory, or its nearest existing
+    ancestor, so a run that fails later leaves no empty output directory behind.
+    """
+    probe = directory
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(probe))
+    fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=probe)
     os.close(fd)
     os.unlink(tmp)
