@@ -85,14 +85,17 @@ class FineTuneRunner:
         for i in range(scenario.runs):
             seed = scenario.seed + i
             ctx.progress.say(f"[{scenario.name}] run {i + 1}/{scenario.runs} (seed {seed})")
-            with track_peak_memory(ctx.baseline_rss_bytes, torch.device(device) if device.startswith("cuda") else None) as mem:
+            cuda = torch.device(device) if device.startswith("cuda") else None
+            with track_peak_memory(ctx.baseline_rss_bytes, cuda) as mem:
                 record, model = train_once(scenario, accelerator, make_model, data, seed, ctx.progress)
             record.memory = mem.to_dict()
             records.append(record)
             if keep_model is None and (record.converged or i == scenario.runs - 1):
                 keep_model, kept_run = model, i
         saved = self._save(keep_model, tokenizer, scenario.name or self.kind, ctx, accelerator)
-        result = self._result(scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved, seq)
+        result = self._result(
+            scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved, seq
+        )
         return result, saved
 
     @staticmethod
