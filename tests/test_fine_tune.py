@@ -322,7 +322,7 @@ def test_checkpoint_must_name_an_earlier_fine_tune(tmp_path, tiny_bert_dir, orde
 
 def test_checkpoint_error_through_validate_exits_2(tmp_path, tiny_bert_dir, capsys):
     data = tmp_path / "d.csv"
-    scenarios = f"""
+    scenarios = """
   - kind: single_stream
     checkpoint: ft
 """ + fine_tune_yaml(data)

@@ -33,7 +33,7 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
             ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
             if spec.split not in ("train", "data"):
                 raise DataError(
-                    f"a local file has a single split; drop 'split' or select rows by a column",
+                    "a local file has a single split; drop 'split' or select rows by a column",
                     where=f"{where}.split",
                 )
         else:
