@@ -151,20 +151,19 @@ def _context_for(prepared: Prepared, name: str, path: Path | None, progress: Pro
     perf_set = build_performance_set(suite.inputs, loaded.tokenizer, loaded.device)
     flops = measure_flops(candidate, perf_set, checkpoint.config)
     peak, peak_source = peak_for(suite, loaded.info)
-    ctx = RunContext(
+    baseline = current_rss_bytes()
+    return RunContext(
         candidate=candidate,
         perf_set=perf_set,
         flops_per_sample=flops.measured_per_sample if flops else None,
         peak_tflops=peak,
-        baseline_rss_bytes=current_rss_bytes(),
+        baseline_rss_bytes=baseline,
         progress=progress,
+        peak_source=peak_source,
+        info=CandidateInfo(
+            model=loaded.info, load_time_s=load_time, baseline_rss_mib=baseline / 2**20, flops=flops
+        ),
     )
-    ctx.peak_source = peak_source
-    ctx.info = CandidateInfo(
-        model=loaded.info, load_time_s=load_time,
-        baseline_rss_mib=ctx.baseline_rss_bytes / 2**20, flops=flops,
-    )
-    return ctx
 
 
 def _checkpoint_info(prepared: Prepared) -> dict[str, Any]:

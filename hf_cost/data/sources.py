@@ -30,12 +30,12 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
                 raise DataError(f"no data file at {path}", where=f"{where}.path")
             if path.stat().st_size == 0:
                 raise DataError(f"{path} is empty", where=f"{where}.path")
-            ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
-            if spec.split not in ("train", "data"):
+            if spec.split not in ("train", "data"):  # before reading the file, not after
                 raise DataError(
                     "a local file has a single split; drop 'split' or select rows by a column",
                     where=f"{where}.split",
                 )
+            ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
         else:
             ds = datasets.load_dataset(
                 spec.id, spec.config, split=spec.split, revision=spec.revision

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hf_cost.report.schema import RunResult
 from hf_cost.report.summary import COLUMNS, gflop, summary_row
 
@@ -68,14 +70,16 @@ def render_markdown(result: RunResult) -> str:
         or r.metrics.get("achieved_train_gflops_per_s") is not None
     ]
     if compute:
-        lines += ["", "## Achieved compute", "", "| scenario | GFLOP/s | MFU |", "|---|---|---|"]
+        lines += [
+            "", "## Achieved compute", "",
+            "GFLOP/s = measured FLOPs per sample × the rate named beside it; MFU = that / peak FLOP/s.",
+            "", "| scenario | GFLOP/s | MFU | rate it comes from |", "|---|---|---|---|",
+        ]
         for r in compute:
             mfu = r.metrics.get("mfu")
-            gflops = r.metrics.get("achieved_gflops_per_s") or r.metrics["achieved_train_gflops_per_s"]
-            what = " (training, forward + backward)" if r.kind == "fine_tune" else ""
             lines.append(
-                f"| {r.name}{what} | {gflops:.1f} | "
-                f"{'peak unknown' if mfu is None else f'{mfu * 100:.2f}%'} |"
+                f"| {r.name} | {_achieved(r):.1f} | "
+                f"{'peak unknown' if mfu is None else f'{mfu * 100:.2f}%'} | {_rate_basis(r)} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -86,3 +90,19 @@ def _where_from(m: dict) -> str:
         commit = f"commit `{m['commit'][:12]}`, " if m.get("commit") else ""
         return f"{m['id']}@{m.get('revision')} ({commit}{m.get('source')})"
     return f"`{m.get('path')}` ({m.get('source')})"
+
+
+def _achieved(r: Any) -> float:
+    m = r.metrics
+    return m["achieved_gflops_per_s"] if m.get("achieved_gflops_per_s") is not None else m["achieved_train_gflops_per_s"]
+
+
+def _rate_basis(r: Any) -> str:
+    """Which measured rate, over how many samples, the GFLOP/s figure is computed from."""
+    m = r.metrics
+    if r.kind == "single_stream":
+        return f"1 / mean latency over {m['queries']} queries"
+    if r.kind == "offline":
+        return f"throughput over {m['samples']} samples, {m['duration_s']:.1f} s"
+    steps = sum(x["steps"] for x in m["runs"])
+    return f"training samples/s (forward + backward) over {steps} steps, evaluation excluded"

@@ -5,7 +5,6 @@ Each row carries its n, spread and validity, so no printed number stands alone.
 
 from __future__ import annotations
 
-from typing import Any
 
 from hf_cost.report.schema import ScenarioResult
 
@@ -48,7 +47,7 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
             f"F1 [{f1['ci_low']:.4f}, {f1['ci_high']:.4f}] (bootstrap)"
         )
         n = f"{m['n']} samples"
-    elif r.kind == "fine_tune":
+    else:  # fine_tune
         ttt = m["time_to_target_s"]
         headline = (
             f"time to target {_fmt(ttt, ' s', 1)}; {_fmt(m['train_samples_per_s'], ' samples/s', 1)}, "
@@ -61,8 +60,6 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
             + f"; {m['scoring']['method']}"
         )
         n = f"{m['scoring']['runs']} run(s), {sum(x['steps'] for x in m['runs'])} steps"
-    else:
-        headline, spread, n = _generic(m), "", ""
     validity = "—"
     if r.validity is not None:
         validity = r.validity.result + (" (reduced)" if r.validity.reduced_settings else "")
@@ -77,6 +74,3 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
         "peak RSS Δ": "—" if mem is None else f"{mem:.0f} MiB",
     }
 
-
-def _generic(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))[:120]
