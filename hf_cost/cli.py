@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from hf_cost.errors import UserError
+from hf_cost.output import Interrupted
 
 DEFAULT_OUTPUT_ROOT = Path("results")
 
@@ -28,9 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopped cleanly, no result files were written", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Interrupted) as exc:
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        print(
+            f"\ninterrupted ({name}): stopped cleanly; nothing this run made was kept, "
+            "earlier output is as it was",
+            file=sys.stderr,
+        )
+        return 143 if name == "SIGTERM" else 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,26 +85,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     configure_hub_access(force_offline=args.offline, quiet=args.quiet)
 
-    from hf_cost.pipeline import prepare, run_suite
+    from hf_cost.distributed import is_main_process
+    from hf_cost.output import Interrupted, RunOutput, signals_as_interrupts
+    from hf_cost.pipeline import expected_entries, prepare, run_suite
     from hf_cost.progress import Progress
-    from hf_cost.report.atomic import check_writable
-    from hf_cost.report.console import print_summary
-    from hf_cost.report.writers import write_results
 
     progress = Progress(enabled=not args.quiet)
-    prepared = prepare(args.scenario_file, progress)
-    out_dir = args.output or DEFAULT_OUTPUT_ROOT / (prepared.suite.name or args.scenario_file.stem)
-    try:
-        check_writable(out_dir)
-    except OSError as exc:
-        raise UserError(f"output directory {out_dir} is not writable: {exc.strerror}", where="--output") from None
-    result = run_suite(prepared, out_dir, progress)
-    if result is None:  # a non-main process under `accelerate launch`: the main one writes
-        return 0
-    paths = write_results(result, out_dir)
+    with signals_as_interrupts():  # SIGTERM is handled like Ctrl-C from here on
+        prepared = prepare(args.scenario_file, progress)
+        out_dir = args.output or DEFAULT_OUTPUT_ROOT / (prepared.suite.name or args.scenario_file.stem)
+        if not is_main_process():  # under `accelerate launch`: the main process writes
+            run_suite(prepared, None, progress)
+            return 0
+        output = RunOutput.open(out_dir)
+        try:
+            output.check_free(expected_entries(prepared.suite))
+            previous = output.previous()
+            if previous is not None:
+                progress.say(
+                    f"{out_dir} holds the results of an earlier run ({previous.get('created_utc')}); "
+                    "they are replaced only if this run completes"
+                )
+            result = run_suite(prepared, output, progress)
+            _write_staged(result, output)
+        except BaseException:
+            from hf_cost.output import signals_held
+
+            with signals_held():
+                output.abandon()
+            raise
+        try:
+            replaced = output.commit(result.created_utc)
+        except Interrupted:
+            if not output.committed:
+                raise
+            replaced = []  # the signal arrived while committing: the run is complete
+    from hf_cost.report.console import print_summary
+
     print_summary(result)
-    print("wrote " + ", ".join(str(p) for p in paths))
+    if replaced:
+        print(f"replaced the earlier results in {out_dir} ({len(replaced)} entries: {', '.join(replaced)})")
+    print("wrote " + ", ".join(str(output.root / e) for e in ("results.json", "report.md")))
     return 0
+
+
+def _write_staged(result, output) -> None:  # type: ignore[no-untyped-def]
+    from hf_cost.report.writers import write_results
+
+    write_results(result, output.stage)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -30,12 +30,16 @@ class Prepared:
 def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
     """Validate the file, resolve the model's config, check inputs; load no weights."""
     from hf_cost.data.preflight import check_datasets
+    from hf_cost.measure.memory_estimate import check_batch_sizes
+    from hf_cost.models.checkpoint_files import check_checkpoint_files
 
     progress = progress or Progress(enabled=False)
     path = Path(path)
     suite = load_suite(path)
     checkpoint = _in_file(path, lambda: resolve_checkpoint(suite.model, log=progress.say))
+    _in_file(path, lambda: check_checkpoint_files(checkpoint))
     _in_file(path, lambda: _check_sequence_lengths(suite, checkpoint.config))
+    _in_file(path, lambda: check_batch_sizes(suite, checkpoint.config))
     _in_file(path, lambda: check_datasets(suite, checkpoint.config))
     return Prepared(path=path, suite=suite, checkpoint=checkpoint)
 
@@ -56,8 +60,17 @@ def _check_sequence_lengths(suite: Suite, config: Any) -> None:
             )
 
 
-def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
+def expected_entries(suite: Suite) -> list[str]:
+    """The output entries a run of ``suite`` will write (checked for collisions up front)."""
+    names = [f"checkpoints/{s.name}" for s in suite.scenarios if isinstance(s, FineTuneScenario)]
+    return ["results.json", "report.md", *names]
+
+
+def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
     """Run every scenario in order and return the RunResult (results files not written).
+
+    ``output`` is the run's `RunOutput` (None on a non-main process): checkpoints are
+    written into its staging directory and recorded under their final paths.
 
     Models are loaded when a scenario first needs them: the baseline, or a checkpoint
     an earlier fine_tune scenario saved. Under `accelerate launch` every process takes
@@ -86,7 +99,9 @@ def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
             ctx = FineTuneContext(
                 spec=suite.model, checkpoint=prepared.checkpoint,
                 sequence_length=suite.inputs.sequence_length,
-                checkpoints_dir=out_dir / "checkpoints", baseline_rss_bytes=current_rss_bytes(),
+                checkpoints_dir=output.path_in_stage("checkpoints") if output else None,
+                final_path=output.final_path if output else None,
+                baseline_rss_bytes=current_rss_bytes(),
                 progress=progress, where=where,
             )
             result, path = _in_file(prepared.path, lambda: FineTuneRunner().run(scenario, ctx))
@@ -101,6 +116,8 @@ def run_suite(prepared: Prepared, out_dir: Path, progress: Progress) -> Any:
             contexts[name] = _in_file(
                 prepared.path, lambda: _context_for(prepared, name, saved.get(name), progress)
             )
+            if name in saved:  # recorded where it will be after the run, not in staging
+                contexts[name].info.model["path"] = str(output.final_path(saved[name]))
         run_ctx = contexts[name]
         run_ctx.where = where
         for r in _in_file(prepared.path, lambda: RUNNERS[scenario.kind]().run(scenario, run_ctx)):

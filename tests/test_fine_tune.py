@@ -281,6 +281,33 @@ def test_fine_tune_that_cannot_reach_its_target_is_invalid(tiny_bert_dir, tmp_pa
     assert m["saved_run_index"] == 2 and Path(m["saved_checkpoint"]).is_dir()
 
 
+def test_a_run_stopped_by_its_time_budget_reports_the_quality_of_the_saved_model(tiny_bert_dir, tmp_path):
+    """max_time_s ends the run between evaluations: the reported quality must be that of the
+    model that was saved (scored again after the stop), checked here by accuracy mode on it."""
+    data = easy_csv(tmp_path / "noise.csv", tiny_bert_dir, n=60, random_labels=True)
+    scenarios = fine_tune_yaml(
+        data, name="budget", target=1.0, max_steps=1000, eval_every=1000, extra="\n    max_time_s: 0.001"
+    ) + f"""
+  - kind: accuracy
+    name: acc-saved
+    checkpoint: budget
+    dataset: {dataset_yaml(data, "holdout")}
+    sequence_length: {SEQ}
+    bootstrap_resamples: 10
+"""
+    scenario = tmp_path / "budget.yaml"
+    scenario.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    results = by_name(run_cli(scenario, tmp_path / "out"))
+    m = results["budget"]["metrics"]
+    [run] = m["runs"]
+    assert run["stop_reason"] == "max_time_s reached"
+    assert results["budget"]["raw"]["quality_curves"] == [[]]  # no evaluation ran in the loop
+    assert run["evaluated_after_stop"] is True
+    assert run["final_quality_step"] == run["steps"] == m["saved_step"]
+    assert m["saved_quality"] == run["final_quality"]
+    assert run["final_quality"] == pytest.approx(results["acc-saved"]["metrics"]["accuracy"]["value"])
+
+
 # --- scenario validation --------------------------------------------------------------------
 
 

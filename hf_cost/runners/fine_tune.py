@@ -7,10 +7,7 @@ is saved under <output>/checkpoints/<name>/ for later scenarios to measure.
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +25,11 @@ class FineTuneContext:
     spec: ModelSpec
     checkpoint: ResolvedCheckpoint
     sequence_length: int
-    checkpoints_dir: Path
+    checkpoints_dir: Path | None  # in the run's staging directory; None on non-main processes
     baseline_rss_bytes: int
     progress: Progress
     where: str = "scenarios"
+    final_path: Any = None  # staged path -> where it will be after the run (RunOutput.final_path)
 
 
 def mixed_precision_for(scenario: FineTuneScenario, device: str) -> str:
@@ -65,7 +63,7 @@ class FineTuneRunner:
         train = load_labelled(scenario.train, f"{ctx.where}.train")
         labels = train.label_names
         evalset = load_labelled(scenario.eval, f"{ctx.where}.eval", labels)
-        tokenizer = AutoTokenizer.from_pretrained(ctx.checkpoint.reference, revision=ctx.checkpoint.revision)
+        tokenizer = AutoTokenizer.from_pretrained(ctx.checkpoint.reference, **ctx.checkpoint.pretrained_kwargs())
         eval_tensors = {k: v.to(accelerator.device) for k, v in evalset.tokenize(tokenizer, seq).items()}
         data = TrainData(
             tensors=train.tokenize(tokenizer, seq),
@@ -93,8 +91,9 @@ class FineTuneRunner:
             if keep_model is None and (record.converged or i == scenario.runs - 1):
                 keep_model, kept_run = model, i
         saved = self._save(keep_model, tokenizer, scenario.name or self.kind, ctx, accelerator)
+        saved_as = None if saved is None else str(ctx.final_path(saved) if ctx.final_path else saved)
         result = self._result(
-            scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved, seq
+            scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved_as, seq
         )
         return result, saved
 
@@ -105,7 +104,7 @@ class FineTuneRunner:
         def make() -> Any:
             return AutoModelForSequenceClassification.from_pretrained(
                 ctx.checkpoint.reference,
-                revision=ctx.checkpoint.revision,
+                **ctx.checkpoint.pretrained_kwargs(),
                 num_labels=len(labels),
                 id2label=dict(enumerate(labels)),
                 label2id={n: i for i, n in enumerate(labels)},
@@ -130,21 +129,21 @@ class FineTuneRunner:
 
     @staticmethod
     def _save(model: Any, tokenizer: Any, name: str, ctx: FineTuneContext, accelerator: Any) -> Path | None:
+        """Save into the run's staging directory (a fresh folder: nothing is replaced).
+
+        ``name`` is a validated identifier; the path is checked to stay inside staging,
+        and the whole staging directory is removed if the run does not complete.
+        """
+        from hf_cost.output import inside
+
         accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
+        if not accelerator.is_main_process or ctx.checkpoints_dir is None:
             return None
         target = ctx.checkpoints_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        try:
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        inside(ctx.checkpoints_dir.parent, target)
+        target.mkdir(parents=True, exist_ok=False)
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
         return target
 
     def _result(
@@ -156,7 +155,7 @@ class FineTuneRunner:
         precision: str,
         processes: int,
         kept_run: int,
-        saved: Path | None,
+        saved_as: str | None,
         seq: int,
     ) -> ScenarioResult:
         olympic = olympic_score([r.time_to_target_s for r in records])
@@ -184,6 +183,8 @@ class FineTuneRunner:
                 "time_to_target_s": r.time_to_target_s, "wall_s": r.wall_s, "eval_s": r.eval_s,
                 "steps": r.steps, "samples": r.samples, "tokens": r.tokens,
                 "final_quality": r.final_quality,
+                "final_quality_step": r.steps,
+                "evaluated_after_stop": r.evaluated_after_stop,
                 "train_samples_per_s": r.samples / r.train_s if r.train_s > 0 else None,
                 "peak_rss_delta_mib": r.memory.get("peak_rss_delta_mib"),
             }
@@ -206,7 +207,9 @@ class FineTuneRunner:
                 "train_flops_total": flops["train_per_sample"] * samples,
                 "achieved_train_gflops_per_s": flops["train_per_sample"] * sps / 1e9 if sps else None,
                 "final_quality_median": statistics.median(finals) if finals else None,
-                "saved_checkpoint": str(saved) if saved else None,
+                "saved_checkpoint": saved_as,
+                "saved_step": records[kept_run].steps,
+                "saved_quality": records[kept_run].final_quality,
                 "saved_run_index": kept_run,
             },
             validity=validity,

@@ -40,7 +40,8 @@ class RunRecord:
     steps: int = 0
     samples: int = 0
     tokens: int = 0
-    final_quality: float | None = None
+    final_quality: float | None = None  # of the model as it stands at the last step
+    evaluated_after_stop: bool = False  # the last step was not an evaluation step
     loss_curve: list[list[float]] = field(default_factory=list)  # [step, t_s, loss]
     quality_curve: list[list[float]] = field(default_factory=list)  # [step, t_s, value]
     memory: dict[str, Any] = field(default_factory=dict)
@@ -147,6 +148,15 @@ def train_once(
     record.wall_s = clock() - start
     if record.converged:
         record.time_to_target_s = record.wall_s
+    if not record.quality_curve or record.quality_curve[-1][0] != record.steps:
+        # Stopped by a budget between evaluations: score the model that is returned (and
+        # saved), not the last evaluated one. Outside the timed interval.
+        record.final_quality = evaluate()
+        record.evaluated_after_stop = True
+        progress.say(
+            f"  seed {seed} stopped at step {record.steps} ({record.stop_reason}): "
+            f"{scenario.target.metric} {record.final_quality:.4f} on the final model"
+        )
     totals = torch.tensor([local_samples, local_tokens], dtype=torch.float64, device=accelerator.device)
     if accelerator.num_processes > 1:
         totals = accelerator.reduce(totals, reduction="sum")

@@ -1,0 +1,154 @@
+"""The run's output directory: staging, exclusive lock, commit, and never touching other files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from hf_cost.errors import UserError
+from hf_cost.output import OutputBusyError, RunOutput, inside
+
+
+def tree_digest(root: Path) -> str:
+    """Every path (files and folders) under ``root`` with every file's bytes."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(p.relative_to(root).as_posix().encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def stage_run(out: RunOutput, text: str, checkpoints: tuple[str, ...] = ()) -> None:
+    (out.stage / "results.json").write_text(json.dumps({"run": text}))
+    (out.stage / "report.md").write_text(f"# {text}\n")
+    for name in checkpoints:
+        ck = out.path_in_stage(f"checkpoints/{name}")
+        ck.mkdir(parents=True)
+        (ck / "model.safetensors").write_text(f"{text}-{name}")
+
+
+def complete_run(root: Path, text: str, checkpoints: tuple[str, ...] = ()) -> list[str]:
+    out = RunOutput.open(root)
+    stage_run(out, text, checkpoints)
+    return out.commit(created_utc=text)
+
+
+def test_abandoned_run_into_a_new_directory_leaves_nothing(tmp_path: Path) -> None:
+    out = RunOutput.open(tmp_path / "a" / "b" / "out")
+    stage_run(out, "one", ("ft",))
+    out.abandon()
+    assert list(tmp_path.iterdir()) == []  # a/, a/b/, out/ and .hf_cost/ all went again
+
+
+def test_commit_moves_everything_in_and_keeps_user_files(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    assert complete_run(root, "one", ("ft",)) == []
+    assert json.loads((root / "results.json").read_text()) == {"run": "one"}
+    assert (root / "checkpoints" / "ft" / "model.safetensors").read_text() == "one-ft"
+    assert (root / "notes.txt").read_text() == "mine"
+    manifest = json.loads((root / ".hf_cost" / "manifest.json").read_text())
+    assert manifest["entries"] == ["checkpoints/ft", "report.md", "results.json"]
+    assert [p.name for p in (root / ".hf_cost").iterdir() if p.name.startswith("staging")] == []
+
+
+def test_rerun_replaces_only_the_previous_runs_entries(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    complete_run(root, "one", ("old-ft",))
+    (root / "checkpoints" / "user-model").mkdir()
+    (root / "checkpoints" / "user-model" / "w.bin").write_text("user's")
+    replaced = complete_run(root, "two", ("new-ft",))
+    assert sorted(replaced) == ["checkpoints/old-ft", "report.md", "results.json"]
+    assert json.loads((root / "results.json").read_text()) == {"run": "two"}
+    assert not (root / "checkpoints" / "old-ft").exists()  # the earlier run's, listed in its manifest
+    assert (root / "checkpoints" / "user-model" / "w.bin").read_text() == "user's"
+
+
+def test_abandoned_rerun_leaves_earlier_output_byte_identical(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    complete_run(root, "one", ("ft",))
+    before = tree_digest(tmp_path)
+    out = RunOutput.open(root)
+    stage_run(out, "two", ("ft",))
+    out.abandon()
+    assert tree_digest(tmp_path) == before
+
+
+def test_failure_midway_through_commit_puts_everything_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "out"
+    complete_run(root, "one", ("ft",))
+    before = tree_digest(root)
+    out = RunOutput.open(root)
+    stage_run(out, "two", ("ft",))
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def flaky_replace(src, dst):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the 3 old entries went out and 1 new one came in
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(OSError):
+        out.commit(created_utc="two")
+    monkeypatch.setattr(os, "replace", real_replace)
+    out.abandon()
+    assert tree_digest(root) == before
+
+
+def test_a_file_hf_cost_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "report.md").write_text("the user's own report")
+    out = RunOutput.open(root)
+    with pytest.raises(UserError, match="was not written by an earlier hf_cost run"):
+        out.check_free(["results.json", "report.md"])
+    stage_run(out, "one")
+    with pytest.raises(UserError, match="report.md"):
+        out.commit(created_utc="one")
+    out.abandon()
+    assert (root / "report.md").read_text() == "the user's own report"
+    assert not (root / "results.json").exists()
+
+
+def test_results_from_before_manifests_are_adopted(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "results.json").write_text(json.dumps({"schema_version": "1.0", "hf_cost_version": "0.1.0"}))
+    (root / "report.md").write_text("old")
+    assert sorted(complete_run(root, "new")) == ["report.md", "results.json"]
+    assert (root / "report.md").read_text() == "# new\n"
+
+
+def test_second_run_into_the_same_directory_is_refused(tmp_path: Path) -> None:
+    first = RunOutput.open(tmp_path / "out")
+    try:
+        with pytest.raises(OutputBusyError, match=f"pid {os.getpid()}"):
+            RunOutput.open(tmp_path / "out")
+    finally:
+        first.abandon()
+    RunOutput.open(tmp_path / "out").abandon()  # free again once the first has gone
+
+
+@pytest.mark.parametrize("relative", ["..", "../x", "/etc", "a/../../x"])
+def test_inside_refuses_paths_that_leave_the_root(tmp_path: Path, relative: str) -> None:
+    with pytest.raises(UserError, match="not inside"):
+        inside(tmp_path / "root", tmp_path / "root" / relative)
+
+
+def test_inside_refuses_a_symlink_that_points_out(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UserError):
+        inside(tmp_path / "root", tmp_path / "root" / "link" / "file")
+    assert inside(tmp_path / "root", tmp_path / "root" / "a" / "b") == (tmp_path / "root" / "a" / "b").resolve()
