@@ -22,6 +22,8 @@ from hf_cost.errors import UserError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# A branch or tag name as git allows it, kept simple: no '..', no leading '.', '/', '-'.
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:[./][A-Za-z0-9_-]+)*$")
 
 
 def hub_cache_dir() -> Path:
@@ -53,7 +55,13 @@ def import_checkpoint(
     Returns the snapshot directory. Raises UserError for a bad id or source.
     """
     src = Path(src).expanduser()
-    if not _REPO_ID.match(repo_id):
+    if not (_COMMIT.match(revision) or (_REF.match(revision) and not revision.endswith(".lock"))):
+        raise UserError(
+            f"'{revision}' is not a branch, tag or 40-hex commit name (letters, digits, '_', '-', "
+            "and single '.' or '/' between them)",
+            where="--revision",
+        )
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
         raise UserError(f"'{repo_id}' is not a Hub model id (expected 'org/name')", where="--as")
     if not src.is_dir():
         raise UserError(f"no directory at {src}", where="cache import")
@@ -62,19 +70,25 @@ def import_checkpoint(
     commit = revision if _COMMIT.match(revision) else content_hash(src)
     folder = repo_folder(repo_id, cache_dir)
     snapshot = folder / "snapshots" / commit
+    created = False
     try:
         if not snapshot.exists():
             snapshot.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".import-", dir=snapshot.parent))
-            shutil.copytree(src, staging / "files", ignore=shutil.ignore_patterns(".git"))
-            os.replace(staging / "files", snapshot)
-            staging.rmdir()
+            try:
+                shutil.copytree(src, staging / "files", ignore=shutil.ignore_patterns(".git"))
+                os.replace(staging / "files", snapshot)
+                created = True
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # made just now, by this call
         if not _COMMIT.match(revision):
-            refs = folder / "refs"
-            refs.mkdir(parents=True, exist_ok=True)
-            tmp = refs / f".{revision}.tmp"
+            ref = folder / "refs" / revision  # a tag may hold '/', e.g. v1/rc
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ref.parent / f".{ref.name}.tmp"
             tmp.write_text(commit)
-            os.replace(tmp, refs / revision)
+            os.replace(tmp, ref)
     except OSError as exc:
+        if created:  # no half-finished import: the snapshot made by this call goes again
+            shutil.rmtree(snapshot, ignore_errors=True)
         raise UserError(f"cannot write the Hub cache at {folder}: {exc.strerror}", where="cache import") from None
     return snapshot

@@ -53,15 +53,13 @@ def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any =
         _dtype_keyword(): dtype,
         "attn_implementation": spec.attn_implementation,
         "device_map": {"": device},  # Accelerate places every module on this device
+        **resolved.pretrained_kwargs(),
     }
-    if resolved.revision is not None:
-        kwargs["revision"] = resolved.revision
     try:
         model = model_class.from_pretrained(resolved.reference, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(resolved.reference, revision=resolved.revision)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"cannot load {resolved.reference}: {first}", where="model") from None
+        tokenizer = AutoTokenizer.from_pretrained(resolved.reference, **resolved.pretrained_kwargs())
+    except Exception as exc:  # noqa: BLE001 - a checkpoint that does not load is the user's to fix
+        raise load_error(resolved.reference, exc) from None
     model.eval()
     params = list(model.parameters())
     first_param = params[0]
@@ -84,6 +82,19 @@ def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any =
         "max_position_embeddings": getattr(resolved.config, "max_position_embeddings", None),
     }
     return LoadedModel(model=model, tokenizer=tokenizer, device=first_param.device, info=info)
+
+
+def load_error(reference: str, exc: BaseException) -> UserError:
+    """One line for anything from_pretrained raises (corrupt weights, missing files, ...)."""
+    from hf_cost.models.resolve import needs_remote_code, remote_code_error
+
+    if needs_remote_code(exc):
+        return remote_code_error(reference)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else exc.__class__.__name__
+    if len(first) > 300:
+        first = first[:300] + "…"
+    return UserError(f"cannot load {reference}: {exc.__class__.__name__}: {first}", where="model")
 
 
 def weights_size_on_disk(directory: Path) -> int:

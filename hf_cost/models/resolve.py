@@ -25,6 +25,14 @@ class ResolvedCheckpoint:
     commit: str | None  # the snapshot's commit hash, when it came through the cache
     source: str  # how it was found, in words
     config: Any  # transformers.PretrainedConfig
+    trust_remote_code: bool = False  # model.trust_remote_code: may the checkpoint's own code run
+
+    def pretrained_kwargs(self) -> dict[str, Any]:
+        """What every from_pretrained of this checkpoint gets: revision and code consent."""
+        kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        if self.revision is not None:
+            kwargs["revision"] = self.revision
+        return kwargs
 
 
 def hub_is_offline() -> bool:
@@ -33,12 +41,15 @@ def hub_is_offline() -> bool:
 
 def resolve_checkpoint(spec: ModelSpec, log: Callable[[str], None] = lambda _: None) -> ResolvedCheckpoint:
     if spec.path is not None:
-        return _resolve_local(Path(spec.path))
-    assert spec.id is not None
-    return _resolve_hub(spec.id, spec.revision, log)
+        resolved = _resolve_local(Path(spec.path), spec.trust_remote_code)
+    else:
+        assert spec.id is not None
+        resolved = _resolve_hub(spec.id, spec.revision, spec.trust_remote_code, log)
+    resolved.trust_remote_code = spec.trust_remote_code
+    return resolved
 
 
-def _resolve_local(path: Path) -> ResolvedCheckpoint:
+def _resolve_local(path: Path, trust: bool) -> ResolvedCheckpoint:
     if not path.is_dir():
         raise ModelNotFoundError(f"no checkpoint directory at {path}", where="model.path")
     if not (path / "config.json").is_file():
@@ -47,11 +58,11 @@ def _resolve_local(path: Path) -> ResolvedCheckpoint:
         )
     return ResolvedCheckpoint(
         reference=str(path), revision=None, local_dir=path, commit=None,
-        source="local directory", config=_load_config(path),
+        source="local directory", config=_load_config(path, trust),
     )
 
 
-def _resolve_hub(repo_id: str, revision: str, log: Callable[[str], None]) -> ResolvedCheckpoint:
+def _resolve_hub(repo_id: str, revision: str, trust: bool, log: Callable[[str], None]) -> ResolvedCheckpoint:
     offline = hub_is_offline()
     config_file = _cached_config(repo_id, revision, local_only=offline)
     source = "Hub cache" if offline else "Hub"
@@ -83,7 +94,7 @@ def _resolve_hub(repo_id: str, revision: str, log: Callable[[str], None]) -> Res
     commit = snapshot.name if snapshot.parent.name == "snapshots" else None
     return ResolvedCheckpoint(
         reference=repo_id, revision=revision, local_dir=snapshot, commit=commit,
-        source=source, config=_load_config(snapshot),
+        source=source, config=_load_config(snapshot, trust),
     )
 
 
@@ -100,11 +111,26 @@ def _cached_config(repo_id: str, revision: str, local_only: bool) -> str | None:
         return None
 
 
-def _load_config(path: Path) -> Any:
+def _load_config(path: Path, trust_remote_code: bool) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(str(path))
+        return AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
+        if needs_remote_code(exc):
+            raise remote_code_error(path) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ModelNotFoundError(f"cannot read the config in {path}: {first}", where="model") from None
+
+
+def needs_remote_code(exc: BaseException) -> bool:
+    """transformers' refusal to run a checkpoint's own code without consent."""
+    return "trust_remote_code" in str(exc)
+
+
+def remote_code_error(path: Any) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"{path} needs its own Python code to load (a custom architecture); hf_cost runs it only "
+        "with consent: set model.trust_remote_code: true if you trust this checkpoint",
+        where="model.trust_remote_code",
+    )
