@@ -3,6 +3,11 @@
 Loading knows nothing about semantics: it reads YAML, merges ``include:`` files
 (paths relative to the including file, cycles detected) and turns relative paths
 in known path-valued keys into absolute ones. The schema validates afterwards.
+
+The YAML reader refuses, before any Python object is built: duplicate keys (an explicit
+key may still override one brought in by a ``<<:`` merge), recursive aliases, nesting
+deeper than MAX_DEPTH, and documents whose aliases would expand to more than MAX_NODES
+nodes ("billion laughs").
 """
 
 from __future__ import annotations
@@ -11,11 +16,133 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from hf_cost.errors import ConfigError
 
 # Keys whose string values are filesystem paths relative to the YAML file they are in.
 PATH_KEYS = frozenset({"path", "data_files", "output_dir"})
+# Nested collections allowed, aliases expanded; a scenario file needs about 6.
+MAX_DEPTH = 64
+# Nodes the document may expand to, every alias counted at each use; bert.yaml has ~150.
+MAX_NODES = 100_000
+
+
+class YamlRefused(yaml.YAMLError):
+    """Well-formed YAML this loader will not read; ``mark`` is where the problem is."""
+
+    def __init__(self, message: str, mark: Any = None):
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+class GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that checks the composed node graph before constructing objects.
+
+    For each collection node it records the expanded size (nodes, aliases counted at each
+    use) and height (nested collections), so an alias costs what it expands to.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0  # collections open around the node being composed
+        self._open: set[str] = set()  # anchors whose node is still being composed
+        self._size: dict[int, int] = {}
+        self._height: dict[int, int] = {}
+
+    # In the scanner: its simple-key lookahead is quadratic in open '[' (10,000 of them: 0.4 s).
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlRefused(f"nesting deeper than {MAX_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self._open:
+                raise YamlRefused(f"recursive alias *{event.anchor}", event.start_mark)
+            node = super().compose_node(parent, index)
+            if self._depth + self._height.get(id(node), 0) > MAX_DEPTH:
+                raise YamlRefused(
+                    f"nesting deeper than {MAX_DEPTH} levels once alias *{event.anchor} is expanded",
+                    event.start_mark,
+                )
+            return node
+        is_collection = self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent)
+        step = 1 if is_collection else 0
+        self._depth += step
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise YamlRefused(f"nesting deeper than {MAX_DEPTH} levels", mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= step
+        if is_collection:
+            self._measure(node)
+        return node
+
+    def compose_sequence_node(self, anchor: str | None) -> Node:
+        return self._composing(anchor, super().compose_sequence_node)
+
+    def compose_mapping_node(self, anchor: str | None) -> Node:
+        node = self._composing(anchor, super().compose_mapping_node)
+        self._refuse_duplicate_keys(node)
+        return node
+
+    def _composing(self, anchor: str | None, compose: Any) -> Node:
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return compose(anchor)
+        finally:
+            self._open.discard(anchor)
+
+    def _measure(self, node: Node) -> None:
+        if isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value
+        size = 1 + sum(self._size.get(id(c), 1) for c in children)
+        if size > MAX_NODES:
+            raise YamlRefused(
+                f"document expands to more than {MAX_NODES:,} nodes (aliases counted at each use); "
+                "refusing it as an alias bomb",
+                node.start_mark,
+            )
+        self._size[id(node)] = size
+        self._height[id(node)] = 1 + max((self._height.get(id(c), 0) for c in children), default=0)
+
+    def _refuse_duplicate_keys(self, node: MappingNode) -> None:
+        """Explicit keys only: the pairs a ``<<:`` merge brings in are not in ``node.value`` yet."""
+        first: dict[Any, ScalarNode] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode):
+                continue  # complex keys: the constructor refuses them as unhashable
+            key = self._scalar_key(key_node)
+            if key in first:
+                raise YamlRefused(
+                    f"duplicate key '{key_node.value}' (first at line {first[key].start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            first[key] = key_node
+
+    def _scalar_key(self, node: ScalarNode) -> Any:
+        """The key as the dict will hold it: `1` and `0x1` (or `yes` and `true`) collide there."""
+        constructor = self.yaml_constructors.get(node.tag)
+        try:
+            value = constructor(self, node) if constructor is not None else None
+            hash(value)
+        except Exception:  # a bad scalar is the constructor's to report, later
+            value = None
+        return (node.tag, node.value) if value is None else value
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # e.g. the date 2023-02-30
+            what = f"value '{node.value}'" if isinstance(node, ScalarNode) else f"this {node.id}"
+            raise YamlRefused(f"cannot read {what}: {exc}", node.start_mark) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -35,13 +162,20 @@ def _load(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"scenario file not found: {path}", where=where) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc.__class__.__name__}", where=str(path)) from None
+    loader = GuardedLoader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
+    except YamlRefused as exc:
+        line = f"line {exc.mark.line + 1}: " if exc.mark is not None else ""
+        message = exc.message.replace("\r", "\\r").replace("\n", "\\n")  # a key may hold one
+        raise ConfigError(f"{line}{message}", where=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{line}malformed YAML: {problem}", where=str(path)) from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -1,7 +1,8 @@
 """Pydantic models of a scenario file. `kind:` picks the scenario class, once, here.
 
 Every model forbids unknown keys, so a typo is an error that names the key, not a
-setting silently ignored.
+setting silently ignored. Numbers are finite and never booleans; names are safe
+directory names; budgets that contradict each other are refused.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from hf_cost.config.errors import format_validation_error
+from hf_cost.config.fields import (
+    MAX_SEED,
+    BatchSize,
+    Float,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    SafeName,
+    Seed,
+)
 from hf_cost.config.loader import load_yaml
 from hf_cost.errors import ConfigError
 
@@ -30,10 +38,9 @@ from hf_cost.errors import ConfigError
 LOADGEN_MIN_DURATION_S = 10.0
 LOADGEN_MIN_QUERY_COUNT = 100
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # allow_inf_nan=False: .inf/.nan are refused by every float field.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModelSpec(Strict):
@@ -46,6 +53,9 @@ class ModelSpec(Strict):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
     attn_implementation: Literal["eager", "sdpa"] = "sdpa"
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with the checkpoint (custom architectures). Off unless set."
+    )
 
     @field_validator("device")
     @classmethod
@@ -87,10 +97,14 @@ class DatasetSpec(Strict):
         None, description="Keep rows whose column equals the value (or one of the list)."
     )
     select: Literal["all", "train", "holdout"] = "all"
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    max_samples: PositiveInt | None = None
+    holdout_fraction: Float = Field(0.2, gt=0.0, lt=1.0)
+    max_samples: PosInt | None = None
     stratify: bool = Field(True, description="Stratify split and subsample by label.")
-    seed: int = 0
+    missing: Literal["drop", "error"] = Field(
+        "drop",
+        description="Rows with an empty text or label: dropped and counted in the result, or refused.",
+    )
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
@@ -108,9 +122,9 @@ class DatasetSpec(Strict):
 
 
 class _InputsBase(Strict):
-    sequence_length: PositiveInt = Field(128, description="Tokens per sample (padded/truncated).")
-    num_samples: PositiveInt = Field(256, description="Size of the performance sample set.")
-    seed: int = Field(0, description="Seed for sampling and synthetic token ids.")
+    sequence_length: PosInt = Field(128, description="Tokens per sample (padded/truncated).")
+    num_samples: PosInt = Field(256, description="Size of the performance sample set.")
+    seed: Seed = Field(0, description="Seed for sampling and synthetic token ids.")
 
 
 class SyntheticInputs(_InputsBase):
@@ -130,11 +144,11 @@ Inputs = Annotated[Union[SyntheticInputs, DatasetInputs], Field(discriminator="k
 
 
 class _ScenarioBase(Strict):
-    name: str | None = Field(None, description="Unique name; defaults to the kind.")
+    name: SafeName | None = Field(None, description="Unique name; defaults to the kind.")
 
 
 class _MeasuredScenario(_ScenarioBase):
-    checkpoint: str | None = Field(
+    checkpoint: SafeName | None = Field(
         None, description="Name of an earlier fine_tune scenario whose result to measure."
     )
 
@@ -143,13 +157,22 @@ class SingleStreamScenario(_MeasuredScenario):
     """MLPerf single-stream: one sample per query, next query issued on completion."""
 
     kind: Literal["single_stream"]
-    warmup_queries: NonNegativeInt = 10
-    min_duration_s: PositiveFloat = LOADGEN_MIN_DURATION_S
-    min_query_count: PositiveInt = LOADGEN_MIN_QUERY_COUNT
-    max_duration_s: PositiveFloat | None = Field(
+    warmup_queries: NonNegInt = 10
+    min_duration_s: PosFloat = LOADGEN_MIN_DURATION_S
+    min_query_count: PosInt = LOADGEN_MIN_QUERY_COUNT
+    max_duration_s: PosFloat | None = Field(
         None, description="Hard stop; a run cut short by it is INVALID."
     )
-    target_percentile: float = Field(0.90, gt=0.0, lt=1.0)
+    target_percentile: Float = Field(0.90, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _budget(self) -> SingleStreamScenario:
+        if self.max_duration_s is not None and self.max_duration_s < self.min_duration_s:
+            raise ValueError(
+                f"max_duration_s: {self.max_duration_s:g} s is less than min_duration_s "
+                f"({self.min_duration_s:g} s), so every run would be cut short and INVALID"
+            )
+        return self
 
     @property
     def reduced(self) -> bool:
@@ -163,15 +186,16 @@ class OfflineScenario(_MeasuredScenario):
     """MLPerf offline: all samples issued as one query, batched by the runner."""
 
     kind: Literal["offline"]
-    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
-    warmup_batches: NonNegativeInt = Field(3, description="Also calibrate the expected rate (at least 1).")
-    min_duration_s: PositiveFloat = LOADGEN_MIN_DURATION_S
-    min_sample_count: PositiveInt = LOADGEN_MIN_QUERY_COUNT
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
+    warmup_batches: NonNegInt = Field(3, description="Also calibrate the expected rate (at least 1).")
+    min_duration_s: PosFloat = LOADGEN_MIN_DURATION_S
+    min_sample_count: PosInt = LOADGEN_MIN_QUERY_COUNT
 
     @field_validator("batch_sizes", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) and not isinstance(v, bool) else v
+        # a bool is wrapped too, so that the item check says why it is refused
+        return [v] if isinstance(v, (int, float)) else v
 
     @property
     def reduced(self) -> bool:
@@ -186,9 +210,9 @@ class AccuracyScenario(_MeasuredScenario):
 
     kind: Literal["accuracy"]
     dataset: DatasetSpec
-    batch_size: PositiveInt = 32
-    sequence_length: PositiveInt | None = Field(None, description="Defaults to inputs.sequence_length.")
-    bootstrap_resamples: PositiveInt = 1000
+    batch_size: BatchSize = 32
+    sequence_length: PosInt | None = Field(None, description="Defaults to inputs.sequence_length.")
+    bootstrap_resamples: PosInt = 1000
     extra_metrics: list[str] = Field(
         default_factory=list, description="More `evaluate` metric ids (Hub; online only)."
     )
@@ -202,7 +226,7 @@ class AccuracyScenario(_MeasuredScenario):
 
 class QualityTarget(Strict):
     metric: Literal["accuracy", "f1_macro"] = "accuracy"
-    value: float = Field(gt=0.0, le=1.0)
+    value: Float = Field(gt=0.0, le=1.0)
 
 
 class FineTuneScenario(_ScenarioBase):
@@ -212,17 +236,17 @@ class FineTuneScenario(_ScenarioBase):
     train: DatasetSpec
     eval: DatasetSpec
     target: QualityTarget
-    sequence_length: PositiveInt | None = Field(None, description="Defaults to inputs.sequence_length.")
-    batch_size: PositiveInt = Field(16, description="Per process.")
-    eval_batch_size: PositiveInt = 64
-    learning_rate: PositiveFloat = 5e-5
-    weight_decay: float = Field(0.01, ge=0.0)
-    warmup_steps: NonNegativeInt = 0
-    max_steps: PositiveInt = 200
-    max_time_s: PositiveFloat | None = Field(None, description="Budget per run, evaluation included.")
-    eval_every_steps: PositiveInt = 20
-    runs: PositiveInt = Field(1, description="Repeats with seeds seed, seed+1, ...; olympic scoring.")
-    seed: int = 0
+    sequence_length: PosInt | None = Field(None, description="Defaults to inputs.sequence_length.")
+    batch_size: BatchSize = Field(16, description="Per process.")
+    eval_batch_size: BatchSize = 64
+    learning_rate: PosFloat = 5e-5
+    weight_decay: Float = Field(0.01, ge=0.0)
+    warmup_steps: NonNegInt = 0
+    max_steps: PosInt = 200
+    max_time_s: PosFloat | None = Field(None, description="Budget per run, evaluation included.")
+    eval_every_steps: PosInt = 20
+    runs: PosInt = Field(1, description="Repeats with seeds seed, seed+1, ...; olympic scoring.")
+    seed: Seed = 0
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
         "auto", description="auto: bf16 (or fp16) on GPU, none on CPU."
     )
@@ -232,6 +256,18 @@ class FineTuneScenario(_ScenarioBase):
         for key in ("train", "eval"):
             if getattr(self, key).label_column is None:
                 raise ValueError(f"{key}.label_column is required to fine-tune")
+        return self
+
+    @model_validator(mode="after")
+    def _budget(self) -> FineTuneScenario:
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"warmup_steps: {self.warmup_steps} is more than max_steps ({self.max_steps}), "
+                "so the learning rate would never finish warming up"
+            )
+        if self.seed + self.runs - 1 > MAX_SEED:
+            last = self.seed + self.runs - 1
+            raise ValueError(f"runs: the runs' seeds {self.seed} to {last} go past {MAX_SEED}")
         return self
 
 
@@ -244,7 +280,7 @@ Scenario = Annotated[
 class Hardware(Strict):
     """Peak compute for MFU. Without it, a known GPU's figure is used, else 'peak unknown'."""
 
-    peak_tflops: PositiveFloat | None = Field(
+    peak_tflops: PosFloat | None = Field(
         None, description="Dense peak TFLOP/s of this device at the scenario's dtype."
     )
 
@@ -252,7 +288,9 @@ class Hardware(Strict):
 class Suite(Strict):
     """A whole scenario file."""
 
-    name: str | None = None
+    name: SafeName | None = Field(
+        None, description="Names the output directory; defaults to the file name, made safe."
+    )
     model: ModelSpec
     inputs: Inputs = Field(default_factory=SyntheticInputs)
     hardware: Hardware = Field(default_factory=Hardware)
@@ -269,16 +307,17 @@ class Suite(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Suite:
-        seen: dict[str, int] = {}
+        seen: dict[str, int] = {}  # casefolded: names are directories, some file systems ignore case
         for i, sc in enumerate(self.scenarios):
             if sc.name is None:
                 count = sum(1 for other in self.scenarios[:i] if other.kind == sc.kind)
                 sc.name = sc.kind if count == 0 else f"{sc.kind}-{count + 1}"
-            if sc.name in seen:
-                raise ValueError(
-                    f"scenarios[{i}].name: '{sc.name}' is already used by scenarios[{seen[sc.name]}]"
-                )
-            seen[sc.name] = i
+            j = seen.get(sc.name.casefold())
+            if j is not None:
+                other = self.scenarios[j].name
+                case = "" if other == sc.name else f" as '{other}' (names are compared ignoring case)"
+                raise ValueError(f"scenarios[{i}].name: '{sc.name}' is already used by scenarios[{j}]{case}")
+            seen[sc.name.casefold()] = i
             ref = getattr(sc, "checkpoint", None)
             if ref is not None:
                 earlier = {o.name for o in self.scenarios[:i] if o.kind == "fine_tune"}
@@ -298,5 +337,11 @@ def load_suite(path: str | Path) -> Suite:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, Suite), where=str(path)) from None
     if suite.name is None:
-        suite.name = Path(path).stem
+        suite.name = _name_from_file(Path(path))
     return suite
+
+
+def _name_from_file(path: Path) -> str:
+    """The file's stem made a safe name: 'my suite.yaml' -> 'my-suite'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).lstrip("._-")[:64]
+    return name or "suite"
