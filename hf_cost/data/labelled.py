@@ -1,16 +1,18 @@
 """Labelled text for fine-tuning and accuracy: texts, label ids, and the label names.
 
 Label names are mapped onto a model's ``label2id``; a label the model does not know
-is an error that names the label, the column and the model's labels.
+is an error that names the label, the column and the model's labels. Rows with an empty
+text, pair or label are dropped before the split and counted (``dropped``), or refused
+(``missing: error``); they never reach the tokenizer as the text "None".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from hf_cost.config.schema import DatasetSpec
-from hf_cost.data.selection import select_rows
+from hf_cost.data.selection import describe_dropped, narrow_rows
 from hf_cost.data.sources import load_split, require_columns
 from hf_cost.errors import DataError
 
@@ -22,6 +24,7 @@ class LabelledSet:
     labels: list[int]
     label_names: list[str]
     description: str
+    dropped: dict[str, int] = field(default_factory=dict)  # column -> rows with an empty cell
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,30 +54,48 @@ def labelled_from_dataset(
     (its columns, ``where``, ``select``, ``max_samples``; its source keys are not used)."""
     if spec.label_column is None:
         raise DataError("label_column is required", where=f"{where}.label_column")
-    require_columns(
-        ds,
-        {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column,
-         "label_column": spec.label_column},
-        where,
-    )
-    ds = select_rows(ds, spec, where)
-    raw = ds[spec.label_column]
+    columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column,
+               "label_column": spec.label_column}
+    require_columns(ds, columns, where)
+    ds, dropped = narrow_rows(ds, spec, where, columns)
     feature = ds.features.get(spec.label_column)
     class_names = getattr(feature, "names", None)  # datasets.ClassLabel: ints with names
     if class_names is not None:
-        raw = [class_names[i] for i in raw]
+        raw = [class_names[i] for i in ds[spec.label_column]]
+    else:  # an int column with empty csv cells is read as floats: 1.0 is the id 1
+        raw = [_integral(v) for v in ds[spec.label_column]]
     if label_names is not None:
         names = list(label_names)
     else:
         names = list(class_names) if class_names is not None else _names_from(raw)
     ids = _map_labels(raw, names, f"{where}.label_column", spec.label_column)
+    if label_names is None:
+        _require_two_classes(ids, names, f"{where}.label_column")
     return LabelledSet(
         texts=[str(t) for t in ds[spec.text_column]],
         pairs=[str(t) for t in ds[spec.text_pair_column]] if spec.text_pair_column else None,
         labels=ids,
         label_names=names,
-        description=spec.display_name,
+        description=spec.display_name + describe_dropped(dropped),
+        dropped=dropped,
     )
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _require_two_classes(ids: Sequence[int], names: Sequence[str], where: str) -> None:
+    """Labels inferred from the data (a fine-tune's train set) must hold 2 classes or more:
+    with one, `transformers` would build a regression head and train it to a constant."""
+    present = sorted(set(ids))
+    if len(present) < 2:
+        shown = ", ".join(f"'{names[i]}'" for i in present)
+        raise DataError(
+            f"the training data has only {len(present)} class ({shown}); "
+            "a classifier needs at least 2",
+            where=where,
+        )
 
 
 def _names_from(raw: Sequence[Any]) -> list[str]:

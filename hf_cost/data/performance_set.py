@@ -2,7 +2,8 @@
 
 LoadGen calls this the "performance sample set": a fixed, seeded set of samples
 that queries draw from. Everything expensive (reading, tokenising, padding,
-moving to the device) happens here, before any clock starts.
+moving to the device) happens here, before any clock starts. Rows with an empty text
+(or pair) are dropped before sampling and named in ``source``, or refused (``missing: error``).
 """
 
 from __future__ import annotations
@@ -48,12 +49,15 @@ def build_performance_set(
         tensors = _synthetic(inputs.num_samples, seq, inputs.seed, tokenizer)
         source = "synthetic token ids"
     else:
-        texts, pairs = _texts(inputs)
+        from hf_cost.data.selection import describe_dropped
+
+        texts, pairs, dropped = _texts(inputs)
         enc = tokenizer(
             texts, pairs, padding="max_length", truncation=True, max_length=seq, return_tensors="pt"
         )
         tensors = dict(enc)
         source = f"dataset {inputs.dataset.id or inputs.dataset.path} ({inputs.dataset.split})"
+        source += describe_dropped(dropped)
     tensors = {k: v.to(device) for k, v in tensors.items() if isinstance(v, torch.Tensor)}
     return PerformanceSet(tensors=tensors, source=source, seed=inputs.seed, sequence_length=seq)
 
@@ -76,20 +80,19 @@ def _synthetic(n: int, seq: int, seed: int, tokenizer: Any) -> dict[str, Any]:
     return out
 
 
-def _texts(inputs: DatasetInputs) -> tuple[list[str], list[str] | None]:
-    """Seeded sample of ``num_samples`` rows (with replacement only if the split is smaller)."""
+def _texts(inputs: DatasetInputs) -> tuple[list[str], list[str] | None, dict[str, int]]:
+    """Seeded sample of ``num_samples`` rows (with replacement only if the split is smaller),
+    and the rows dropped for an empty text or pair, per column."""
     import random
 
-    from hf_cost.data.selection import select_rows
+    from hf_cost.data.selection import narrow_rows
     from hf_cost.data.sources import load_split, require_columns
 
     spec = inputs.dataset
     ds = load_split(spec)
-    require_columns(
-        ds, {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column},
-        where="inputs.dataset",
-    )
-    ds = select_rows(ds, spec, "inputs.dataset")
+    columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column}
+    require_columns(ds, columns, where="inputs.dataset")
+    ds, dropped = narrow_rows(ds, spec, "inputs.dataset", columns)
     rng = random.Random(inputs.seed)
     rows = list(range(len(ds)))
     if len(rows) >= inputs.num_samples:
@@ -99,4 +102,4 @@ def _texts(inputs: DatasetInputs) -> tuple[list[str], list[str] | None]:
     sub = ds.select(picked)
     texts = [str(t) for t in sub[spec.text_column]]
     pairs = [str(t) for t in sub[spec.text_pair_column]] if spec.text_pair_column else None
-    return texts, pairs
+    return texts, pairs, dropped

@@ -1,8 +1,8 @@
 """Check every dataset and metric a scenario file names before any weights load (fail fast).
 
 Loads each split (cheap for local files; a missing Hub dataset fails here, not after a
-fine-tune), checks columns, filters and label sets, so `validate` catches what `run`
-would otherwise hit minutes in.
+fine-tune), checks columns, filters, empty cells and label sets (a fine-tune's train set
+needs 2 classes or more), so `validate` catches what `run` would otherwise hit minutes in.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from hf_cost.errors import UserError
 
 def check_datasets(suite: Suite, model_config: Any) -> None:
     from hf_cost.data.labelled import load_labelled
-    from hf_cost.data.selection import select_rows
+    from hf_cost.data.selection import narrow_rows
     from hf_cost.data.sources import load_split, require_columns
 
     if isinstance(suite.inputs, DatasetInputs):
         spec = suite.inputs.dataset
         ds = load_split(spec, "inputs.dataset")
-        require_columns(
-            ds, {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column},
-            "inputs.dataset",
-        )
-        select_rows(ds, spec, "inputs.dataset")
+        columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column}
+        require_columns(ds, columns, "inputs.dataset")
+        narrow_rows(ds, spec, "inputs.dataset", columns)  # empty cells: `missing: error` fails here
     trained: dict[str, list[str]] = {}  # fine_tune name -> its label names
     for i, sc in enumerate(suite.scenarios):
         where = f"scenarios[{i}]"

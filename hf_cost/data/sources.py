@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hf_cost.config.schema import DatasetSpec
 from hf_cost.errors import DataError
@@ -35,7 +37,8 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
                     "a local file has a single split; drop 'split' or select rows by a column",
                     where=f"{where}.split",
                 )
-            ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
+            with _quiet_readers():
+                ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
         else:
             ds = datasets.load_dataset(
                 spec.id, spec.config, split=spec.split, revision=spec.revision
@@ -53,11 +56,58 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
     return ds
 
 
+MAX_CAUSE_CHARS = 300
+
+
+@contextlib.contextmanager
+def _quiet_readers() -> Iterator[None]:
+    """`datasets`' csv/json readers log a parse error at ERROR before raising it; the error
+    line below says the same, so the log record would only print the message twice."""
+    logger = logging.getLogger("datasets.packaged_modules")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The first line of ``exc``, followed by that of its cause when that says more:
+    `datasets` wraps a decode or parse error in "An error occurred while generating the
+    dataset", which alone does not say what is wrong with the file."""
+    text = _line(exc)
     if "corresponds to no data" in text:  # datasets' words for a file with no rows
         return "the file has no rows"
-    return text.splitlines()[0] if text else exc.__class__.__name__
+    cause = _cause(exc)
+    if cause is not exc:
+        line = _line(cause)
+        if line not in text:
+            text = f"{text}: {line}"
+        if isinstance(cause, UnicodeDecodeError):
+            text += " (save the file as UTF-8)"
+    if len(text) > MAX_CAUSE_CHARS:
+        text = text[: MAX_CAUSE_CHARS - 3] + "..."
+    return text
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else exc.__class__.__name__
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The first exception down the ``__cause__`` / ``__context__`` chain that `datasets` did
+    not raise (the decode or parse error it wrapped), else the last one. Not the very root:
+    below a parse error lie the fallbacks pandas or pyarrow tried while handling it."""
+    seen = {id(exc)}
+    while exc.__class__.__module__.split(".")[0] == "datasets":
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
 
 
 def require_columns(ds: Any, columns: dict[str, str | None], where: str) -> None:

@@ -20,6 +20,12 @@ def _fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}{unit}"
 
 
+def _dropped(counts: dict[str, int] | None) -> str:
+    """' (3 rows with empty cells dropped)' or ''."""
+    total = sum((counts or {}).values())
+    return f" ({total} row{'s' if total != 1 else ''} with empty cells dropped)" if total else ""
+
+
 def summary_row(r: ScenarioResult) -> dict[str, str]:
     m = r.metrics
     if r.kind == "single_stream":
@@ -46,7 +52,7 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
             f"95% CI accuracy [{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], "
             f"F1 [{f1['ci_low']:.4f}, {f1['ci_high']:.4f}] (bootstrap)"
         )
-        n = f"{m['n']} samples"
+        n = f"{m['n']} samples" + _dropped(m.get("dropped_rows"))
     else:  # fine_tune
         ttt = m["time_to_target_s"]
         headline = (
@@ -60,6 +66,10 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
             + f"; {m['scoring']['method']}"
         )
         n = f"{m['scoring']['runs']} run(s), {sum(x['steps'] for x in m['runs'])} steps"
+        if m.get("saved_step") is not None and m.get("saved_quality") is not None:
+            spread += f"; saved step {m['saved_step']}: {m['saved_quality']:.4f}"
+        dropped = m.get("dropped_rows") or {}
+        n += _dropped({k: sum(v.values()) for k, v in dropped.items() if v})
     validity = "—"
     if r.validity is not None:
         validity = r.validity.result + (" (reduced)" if r.validity.reduced_settings else "")

@@ -66,15 +66,19 @@ class AccuracyRunner(Runner):
         extra: dict[str, Any] = {}
         for metric_id in scenario.extra_metrics:
             extra[metric_id] = load_metric(metric_id).compute(predictions=preds, references=data.labels)
+        notes = [f"dataset: {data.description}; CIs: {scores['accuracy']['method']}"]
+        if data.dropped:
+            notes.append(f"{sum(data.dropped.values())} rows with an empty text or label were not scored")
         return [
             ScenarioResult(
                 name=scenario.name or self.kind,
                 kind=self.kind,
                 settings={**scenario.model_dump(), "sequence_length": seq, "labels": labels},
                 metrics={**scores, "extra_metrics": extra, "duration_s": elapsed,
-                         "throughput_samples_per_s": len(data) / elapsed},
+                         "throughput_samples_per_s": len(data) / elapsed,
+                         "dropped_rows": data.dropped},  # column -> rows with an empty cell
                 memory=memory.to_dict(),
                 raw={"predictions": preds, "references": data.labels},
-                notes=[f"dataset: {data.description}; CIs: {scores['accuracy']['method']}"],
+                notes=notes,
             )
         ]

@@ -95,6 +95,8 @@ class FineTuneRunner:
         result = self._result(
             scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved_as, seq
         )
+        result.metrics["dropped_rows"] = {"train": train.dropped, "eval": evalset.dropped}
+        result.notes.append(f"train: {train.description}; eval: {evalset.description}")
         return result, saved
 
     @staticmethod
