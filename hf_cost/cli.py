@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (KeyboardInterrupt, Interrupted) as exc:
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
-        print(
-            f"\ninterrupted ({name}): stopped cleanly; nothing this run made was kept, "
-            "earlier output is as it was",
-            file=sys.stderr,
-        )
+        kept_in = exc.kept_in if isinstance(exc, Interrupted) else None
+        if kept_in is not None:
+            what = f"after the run had completed; its results are in {kept_in}"
+        else:
+            what = "stopped cleanly; nothing this run made was kept, earlier output is as it was"
+        print(f"\ninterrupted ({name}): {what}", file=sys.stderr)
         return 143 if name == "SIGTERM" else 130
 
 
@@ -86,7 +87,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_hub_access(force_offline=args.offline, quiet=args.quiet)
 
     from hf_cost.distributed import is_main_process
-    from hf_cost.output import Interrupted, RunOutput, signals_as_interrupts
+    from hf_cost.output import Interrupted, RunOutput, signals_as_interrupts, signals_held
     from hf_cost.pipeline import expected_entries, prepare, run_suite
     from hf_cost.progress import Progress
 
@@ -108,25 +109,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 )
             result = run_suite(prepared, output, progress)
             _write_staged(result, output)
-        except BaseException:
-            from hf_cost.output import signals_held
-
-            with signals_held():
-                output.abandon()
-            raise
-        try:
             replaced = output.commit(result.created_utc)
-        except Interrupted:
+            _print_outcome(result, output, replaced)
+        except Interrupted as exc:
+            if output.committed:
+                exc.kept_in = output.root
+            raise
+        finally:
             if not output.committed:
-                raise
-            replaced = []  # the signal arrived while committing: the run is complete
+                with signals_held():
+                    output.abandon()
+    return 0
+
+
+def _print_outcome(result, output, replaced: list[str]) -> None:  # type: ignore[no-untyped-def]
     from hf_cost.report.console import print_summary
 
     print_summary(result)
     if replaced:
-        print(f"replaced the earlier results in {out_dir} ({len(replaced)} entries: {', '.join(replaced)})")
+        print(f"replaced the earlier results in {output.root} ({len(replaced)} entries: {', '.join(replaced)})")
     print("wrote " + ", ".join(str(output.root / e) for e in ("results.json", "report.md")))
-    return 0
 
 
 def _write_staged(result, output) -> None:  # type: ignore[no-untyped-def]

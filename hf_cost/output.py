@@ -45,6 +45,7 @@ class Interrupted(BaseException):
 
     def __init__(self, signal_name: str):
         self.signal_name = signal_name
+        self.kept_in: Path | None = None  # set when the run had already been moved in
         super().__init__(signal_name)
 
 
@@ -65,15 +66,22 @@ def signals_as_interrupts() -> Iterator[None]:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done (delivered on exit)."""
-    blocking = hasattr(signal, "pthread_sigmask")
-    if blocking:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    """Ctrl-C and SIGTERM wait until the block is done, then are delivered as usual.
+
+    Held at the Python level: a handler that only records the signal stands in during the
+    block. (Blocking with pthread_sigmask would not do: it masks the main thread only, the
+    kernel then hands the signal to another thread, e.g. a tqdm monitor, and Python still
+    runs the handler on the main thread, in the middle of the block.)
+    """
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in _HELD_SIGNALS}
     try:
         yield
     finally:
-        if blocking:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
+        for s, h in previous.items():
+            signal.signal(s, h)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 def inside(root: Path, path: Path) -> Path:
@@ -233,6 +241,7 @@ class RunOutput:
         if remove_created and self.created:
             (self.root / STATE_DIR / "lock").unlink(missing_ok=True)
         if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)  # the pid goes with the run: the file is as before
             os.close(self._lock_fd)
             self._lock_fd = None
         if remove_created:
