@@ -49,19 +49,38 @@ class Interrupted(BaseException):
         super().__init__(signal_name)
 
 
+_received: list[str] = []  # signals seen inside signals_as_interrupts, in order
+
+
 @contextmanager
 def signals_as_interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Interrupted` inside the block (the default handlers return after)."""
+    """SIGINT and SIGTERM raise `Interrupted` inside the block (the default handlers return after).
+
+    Python runs a handler at the next bytecode, which may be inside a ``__del__`` or a GC
+    callback, where the exception is printed and dropped. The signal is therefore also
+    recorded, and `raise_if_interrupted` (called from progress output and training steps)
+    raises it again, so no Ctrl-C is lost.
+    """
 
     def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        _received.append(name)
+        raise Interrupted(name)
 
+    _received.clear()
     previous = {s: signal.signal(s, handler) for s in _HELD_SIGNALS}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        _received.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise `Interrupted` again if a signal arrived whose exception was swallowed."""
+    if _received:
+        raise Interrupted(_received[0])
 
 
 @contextmanager

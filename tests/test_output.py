@@ -152,3 +152,25 @@ def test_inside_refuses_a_symlink_that_points_out(tmp_path: Path) -> None:
     with pytest.raises(UserError):
         inside(tmp_path / "root", tmp_path / "root" / "link" / "file")
     assert inside(tmp_path / "root", tmp_path / "root" / "a" / "b") == (tmp_path / "root" / "a" / "b").resolve()
+
+
+def test_an_interrupt_swallowed_by_library_code_is_raised_again() -> None:
+    """A handler's exception raised inside a __del__ or a broad `except` is lost; the signal
+    is recorded, so the next progress line (or training step) raises it again."""
+    import signal
+
+    from hf_cost.output import Interrupted, signals_as_interrupts
+    from hf_cost.progress import Progress
+
+    progress = Progress(enabled=False)
+    with signals_as_interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs at a bytecode boundary in here
+                pass
+        except BaseException:  # noqa: BLE001 - what careless library code does
+            pass
+        with pytest.raises(Interrupted) as caught:
+            progress.say("next step")
+        assert caught.value.signal_name == "SIGTERM"
+    progress.say("outside the block, nothing is pending")

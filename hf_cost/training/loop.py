@@ -15,6 +15,7 @@ from hf_cost.config.schema import FineTuneScenario
 from hf_cost.data.performance_set import PerformanceSet
 from hf_cost.models.candidate import Candidate
 from hf_cost.models.load import LoadedModel
+from hf_cost.output import raise_if_interrupted
 from hf_cost.progress import Progress
 from hf_cost.runners.accuracy import predict
 from hf_cost.runners.base import clock
@@ -113,6 +114,7 @@ def train_once(
     done = False
     while not done:
         for batch in loader:
+            raise_if_interrupted()
             model.train()
             inputs = dict(zip(keys, batch[:-1]))
             out = model(**inputs, labels=batch[-1])
