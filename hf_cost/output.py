@@ -57,9 +57,11 @@ def signals_as_interrupts() -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` inside the block (the default handlers return after).
 
     Python runs a handler at the next bytecode, which may be inside a ``__del__`` or a GC
-    callback, where the exception is printed and dropped. The signal is therefore also
-    recorded, and `raise_if_interrupted` (called from progress output and training steps)
-    raises it again, so no Ctrl-C is lost.
+    callback, where the exception is printed and dropped, or inside library code that turns
+    it into another error (safetensors loading raises a ValueError). The signal is therefore
+    also recorded: `raise_if_interrupted` (called from progress output and training steps)
+    raises it again, and any error that leaves the block after a signal is reported as the
+    interruption it is.
     """
 
     def handler(signum: int, _frame: object) -> None:
@@ -71,6 +73,12 @@ def signals_as_interrupts() -> Iterator[None]:
     previous = {s: signal.signal(s, handler) for s in _HELD_SIGNALS}
     try:
         yield
+    except Interrupted:
+        raise
+    except BaseException as exc:
+        if _received:
+            raise Interrupted(_received[0]) from exc
+        raise
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

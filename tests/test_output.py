@@ -174,3 +174,24 @@ def test_an_interrupt_swallowed_by_library_code_is_raised_again() -> None:
             progress.say("next step")
         assert caught.value.signal_name == "SIGTERM"
     progress.say("outside the block, nothing is pending")
+
+
+def test_an_interrupt_that_library_code_turned_into_another_error_is_reported_as_such() -> None:
+    """safetensors loading turns the handler's exception into a ValueError; the run must still
+    end as an interruption (exit 130/143 and the clean-up), not as a crash."""
+    import signal
+
+    from hf_cost.output import Interrupted, signals_as_interrupts
+
+    with pytest.raises(Interrupted) as caught:
+        with signals_as_interrupts():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+            except BaseException as exc:  # noqa: BLE001
+                raise ValueError("could not determine the shape of object type") from exc
+    assert caught.value.signal_name == "SIGINT"
+    with pytest.raises(ValueError):  # without a signal, an error stays what it is
+        with signals_as_interrupts():
+            raise ValueError("a real error")
