@@ -40,7 +40,7 @@ def main() -> int:
     from hf_cost.config.schema import OfflineScenario, SingleStreamScenario
     from hf_cost.data.performance_set import build_performance_set
     from hf_cost.measure.memory import current_rss_bytes
-    from hf_cost.models.candidate import Candidate
+    from hf_cost.models.torch_candidate import TorchCandidate
     from hf_cost.models.load import load_model
     from hf_cost.pipeline import prepare
     from hf_cost.progress import Progress
@@ -53,7 +53,7 @@ def main() -> int:
     model = loaded.model
     pset = build_performance_set(prepared.suite.inputs, loaded.tokenizer, loaded.device)
     ctx = RunContext(
-        candidate=Candidate("baseline", loaded), perf_set=pset, flops_per_sample=None,
+        candidate=TorchCandidate("base", loaded.model, loaded.tokenizer), perf_set=pset, flops_per_sample=None,
         peak_tflops=None, baseline_rss_bytes=current_rss_bytes(), progress=Progress(enabled=False),
     )
     samples = [{k: t[i : i + 1] for k, t in pset.tensors.items()} for i in range(pset.num_samples)]

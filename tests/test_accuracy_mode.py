@@ -25,9 +25,10 @@ from hf_cost.config.schema import (
 from hf_cost.data.labelled import load_labelled
 from hf_cost.data.performance_set import PerformanceSet
 from hf_cost.errors import DataError, UserError
-from hf_cost.models.candidate import Candidate
+from hf_cost.models.candidate import BASE, Candidate
 from hf_cost.models.load import load_model
 from hf_cost.models.resolve import resolve_checkpoint
+from hf_cost.models.torch_candidate import TorchCandidate
 from hf_cost.progress import Progress
 from hf_cost.runners.accuracy import AccuracyRunner, predict
 from hf_cost.runners.base import RunContext
@@ -87,7 +88,7 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def candidate(classifier_dir: Path) -> Candidate:
     spec = ModelSpec(path=str(classifier_dir), task="sequence-classification", device="cpu")
     loaded = load_model(spec, resolve_checkpoint(spec))
-    return Candidate("baseline", loaded)
+    return TorchCandidate(BASE, loaded.model, loaded.tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def data_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pset(candidate: Candidate, data_csv: Path) -> PerformanceSet:
     data = load_labelled(DatasetSpec(path=str(data_csv), label_column="label"), WHERE, LABELS)
-    tensors = {k: v.to(candidate.device) for k, v in data.tokenize(candidate.loaded.tokenizer, SEQ).items()}
+    tensors = {k: v.to(candidate.device) for k, v in data.tokenize(candidate.tokenizer, SEQ).items()}
     return PerformanceSet(tensors=tensors, source=data.description, seed=0, sequence_length=SEQ)
 
 
@@ -200,7 +201,7 @@ def accuracy_scenario(path: Path, **kw: Any) -> AccuracyScenario:
 def test_accuracy_runner_reports_metrics_with_intervals(candidate, pset, data_csv, accuracy_predictions):
     [result] = AccuracyRunner().run(accuracy_scenario(data_csv), context(candidate, pset))
     m = result.metrics
-    assert result.kind == "accuracy" and result.name == "acc"
+    assert result.kind == "accuracy" and result.name == "acc" and result.candidate == BASE
     assert m["n"] == 60
     for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
         v = m[key]
@@ -227,13 +228,15 @@ def test_accuracy_runner_uses_the_performance_sets_length_by_default(candidate, 
 
 def test_model_without_a_head_is_a_user_error(tiny_bert_dir, pset, data_csv):
     spec = ModelSpec(path=str(tiny_bert_dir), task="feature-extraction", device="cpu")
-    bare = Candidate("baseline", load_model(spec, resolve_checkpoint(spec)))
+    loaded = load_model(spec, resolve_checkpoint(spec))
+    bare = TorchCandidate(BASE, loaded.model, loaded.tokenizer)
+    assert bare.label_names is None
     with pytest.raises(UserError) as info:
         AccuracyRunner().run(accuracy_scenario(data_csv), context(bare, pset))
     assert not isinstance(info.value, DataError)
     message = str(info.value)
-    assert "sequence-classification" in message and "fine_tune" in message
-    assert info.value.where == f"{WHERE}.checkpoint"
+    assert "sequence-classification" in message and "fine-tuned" in message and "'base'" in message
+    assert info.value.where == f"{WHERE}.candidates"
 
 
 def test_dataset_labels_the_model_does_not_have_are_a_data_error(tmp_path, candidate, pset):

@@ -46,11 +46,9 @@ def leftovers(directory: Path) -> list[str]:
     )
 
 
-def baseline_flops(data: dict[str, Any]) -> dict[str, Any]:
-    """FLOPs of the measured checkpoint: per candidate (current schema) or top level (1.0 draft)."""
-    if "candidates" in data:
-        return data["candidates"]["baseline"]["flops"]
-    return data["flops"]
+def base_flops(data: dict[str, Any]) -> dict[str, Any]:
+    """FLOPs of the scenario file's own checkpoint: the candidate 'base'."""
+    return data["candidates"]["base"]["flops"]
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +135,26 @@ def test_results_flops_and_model(run_in_process: dict[str, Any], tiny_bert_dir: 
     from transformers import AutoModel
 
     data = json.loads((run_in_process["out"] / "results.json").read_text())
-    flops = baseline_flops(data)
+    flops = base_flops(data)
     assert flops["sequence_length"] == 16 and flops["batch_size"] == 1
     assert flops["analytic_per_sample"] is not None
     assert flops["measured_per_sample"] == pytest.approx(flops["analytic_per_sample"], rel=0.01)
     assert flops["relative_difference"] < 0.01
     assert sum(flops["by_operator"].values()) == flops["measured_per_sample"]
+    assert flops["source"] == "measured"
     expected_params = sum(p.numel() for p in AutoModel.from_pretrained(tiny_bert_dir).parameters())
-    info = data["candidates"]["baseline"]["model"] if "candidates" in data else data["model"]
+    assert list(data["candidates"]) == ["base"]
+    base = data["candidates"]["base"]
+    assert base["name"] == "base" and base["origin"] == "base"
+    assert base["parent"] is None and base["recipe"] == {}
+    assert base["runtime"] == "torch" and base["dtype"] == "float32" and base["device"] == "cpu"
+    assert base["parameters"] == expected_params
+    assert base["parameter_bytes"] == 4 * expected_params
+    assert base["size_on_disk_bytes"] > 0
+    assert base["path"] == str(tiny_bert_dir)
+    assert base["load_time_s"] > 0 and base["baseline_rss_mib"] > 0
+    assert all(s["candidate"] == "base" for s in data["scenarios"])
+    info = base["model"]
     assert info["parameters"] == expected_params
     assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["source"] == "local directory"

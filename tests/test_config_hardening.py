@@ -162,9 +162,41 @@ def test_suite_name_must_be_a_safe_identifier(tmp_path: Path, name: str) -> None
     assert msg.split(": ")[1] == "name"
 
 
-def test_checkpoint_reference_must_be_a_safe_identifier(tmp_path: Path) -> None:
-    text = MODEL + "scenarios: [{kind: offline, checkpoint: ../../x}]\n"
-    refused(write_scenario(tmp_path, text), "scenarios[0].checkpoint:", "letters, digits")
+def test_candidate_reference_must_be_a_safe_identifier(tmp_path: Path) -> None:
+    text = MODEL + "scenarios: [{kind: offline, candidates: [base, ../../x]}]\n"
+    refused(write_scenario(tmp_path, text), "scenarios[0].candidates[1]:", "letters, digits")
+
+
+def test_from_reference_must_be_a_safe_identifier(tmp_path: Path) -> None:
+    text = MODEL + "scenarios: [{kind: fine_tune, from: ../../x}]\n"
+    refused(write_scenario(tmp_path, text), "scenarios[0].from:", "letters, digits")
+
+
+FT_FLOW = "kind: fine_tune, train: {path: /d, label_column: l}, eval: {path: /d, label_column: l}, target: {value: 0.5}"
+
+
+def test_candidates_on_a_building_step_names_the_kinds_it_belongs_to(tmp_path: Path) -> None:
+    text = MODEL + f"scenarios: [{{{FT_FLOW}, candidates: [base]}}]\n"
+    refused(
+        write_scenario(tmp_path, text),
+        "scenarios[0].candidates: unknown key 'candidates' for kind 'fine_tune'",
+        "'single_stream' and 'offline' and 'accuracy'",
+    )
+
+
+def test_from_on_a_measurement_names_the_kind_it_belongs_to(tmp_path: Path) -> None:
+    text = MODEL + "scenarios: [{kind: offline, from: base}]\n"
+    refused(write_scenario(tmp_path, text), "scenarios[0].from: unknown key 'from' for kind 'offline'", "'fine_tune'")
+
+
+def test_a_misspelt_from_suggests_from(tmp_path: Path) -> None:
+    text = MODEL + f"scenarios: [{{{FT_FLOW}, fom: base}}]\n"
+    refused(write_scenario(tmp_path, text), "scenarios[0].fom: unknown key 'fom'", "did you mean 'from'?")
+
+
+def test_only_from_names_where_a_building_step_starts(tmp_path: Path) -> None:
+    text = MODEL + f"scenarios: [{{{FT_FLOW}, name: a}}, {{{FT_FLOW}, name: b, source: a}}]\n"
+    refused(write_scenario(tmp_path, text), "scenarios[1].source: unknown key 'source'")
 
 
 @pytest.mark.parametrize("name", ["bert-minilm_v2.1", "A", "x" * 64, "2023h1"])

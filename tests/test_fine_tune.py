@@ -116,6 +116,7 @@ def dataset_yaml(path: Path, select: str) -> str:
 def fine_tune_yaml(
     data: Path, *, name: str = "ft", target: float = 0.95, max_steps: int = 100,
     eval_every: int = 10, batch_size: int = 8, runs: int = 1, extra: str = "",
+    learning_rate: float = 1.0e-3,
 ) -> str:
     return f"""
   - kind: fine_tune
@@ -126,7 +127,7 @@ def fine_tune_yaml(
     sequence_length: {SEQ}
     batch_size: {batch_size}
     eval_batch_size: 64
-    learning_rate: 1.0e-3
+    learning_rate: {learning_rate:.1e}
     max_steps: {max_steps}
     eval_every_steps: {eval_every}
     runs: {runs}{extra}
@@ -162,17 +163,26 @@ def converged_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     scenarios = fine_tune_yaml(data) + f"""
   - kind: accuracy
     name: acc-ft
-    checkpoint: ft
+    candidates: [ft]
     dataset: {dataset_yaml(data, "holdout")}
     batch_size: 16
     bootstrap_resamples: 100
   - kind: offline
     name: off-ft
-    checkpoint: ft
+    candidates: [ft]
     batch_sizes: [4]
     warmup_batches: 1
     min_duration_s: 0.05
     min_sample_count: 16
+""" + fine_tune_yaml(  # from ft, with a learning rate too small to move it: it starts at ft's quality
+        data, name="ft2", max_steps=1, eval_every=1, learning_rate=1e-9, extra="\n    from: ft"
+    ) + f"""
+  - kind: accuracy
+    name: acc-ft2
+    candidates: [ft2]
+    dataset: {dataset_yaml(data, "holdout")}
+    batch_size: 16
+    bootstrap_resamples: 10
 """
     path = tmp / "ft.yaml"
     path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
@@ -252,8 +262,113 @@ def test_later_scenarios_measure_the_fine_tuned_checkpoint(converged_run):
     assert acc["metrics"]["accuracy"]["value"] >= 0.95
     assert acc["metrics"]["n"] == 40
     assert scenarios["off-ft[bs=4]"]["candidate"] == "ft"
-    assert "ft" in results["candidates"] and "baseline" not in results["candidates"]
-    assert [s["name"] for s in results["scenarios"]] == ["ft", "acc-ft", "off-ft[bs=4]"]
+    # Only measured candidates are described: base was never measured.
+    assert list(results["candidates"]) == ["ft", "ft2"]
+    assert [(s["name"], s["candidate"]) for s in results["scenarios"]] == [
+        ("ft", "ft"), ("acc-ft", "ft"), ("off-ft[bs=4]", "ft"), ("ft2", "ft2"), ("acc-ft2", "ft2")
+    ]
+
+
+def test_a_fine_tune_from_another_starts_from_its_checkpoint(converged_run):
+    """ft2 (`from: ft`) trains one step at a learning rate too small to move any weight: it
+    reaches the target at its first evaluation only because it starts from ft's trained
+    weights and head (from base, a fresh random head would sit near chance)."""
+    results = converged_run["results"]
+    scenarios = by_name(results)
+    ft, ft2 = scenarios["ft"]["metrics"], scenarios["ft2"]
+    assert ft["converged"] is True and ft["saved_quality"] >= 0.95
+    [run] = ft2["metrics"]["runs"]
+    assert run["converged"] is True and run["steps"] == 1 and run["final_quality"] >= 0.95
+    assert ft2["candidate"] == "ft2"
+    assert ft2["settings"]["labels"] == ["neg", "pos"]
+    saved = Path(ft2["metrics"]["saved_checkpoint"])
+    assert saved == converged_run["out"] / "checkpoints" / "ft2" and saved.is_dir()
+    info = results["candidates"]["ft2"]
+    assert info["origin"] == "fine-tuned" and info["parent"] == "ft"
+    assert info["recipe"]["kind"] == "fine_tune" and info["recipe"]["from"] == "ft"
+    assert info["path"] == str(saved)
+    assert scenarios["acc-ft2"]["metrics"]["accuracy"]["value"] >= 0.95
+
+
+def test_a_fine_tuned_candidate_is_described_in_results(converged_run):
+    results = converged_run["results"]
+    info = results["candidates"]["ft"]
+    saved = converged_run["out"] / "checkpoints" / "ft"
+    assert info["name"] == "ft" and info["origin"] == "fine-tuned" and info["parent"] == "base"
+    assert info["recipe"]["kind"] == "fine_tune" and info["recipe"]["name"] == "ft"
+    assert info["recipe"]["from"] == "base" and info["recipe"]["max_steps"] == 100
+    assert info["runtime"] == "torch" and info["dtype"] == "float32" and info["device"] == "cpu"
+    assert info["path"] == str(saved) == by_name(results)["ft"]["metrics"]["saved_checkpoint"]
+    assert info["size_on_disk_bytes"] == sum(
+        p.stat().st_size for p in saved.iterdir() if p.suffix in (".safetensors", ".bin")
+    )
+    assert info["parameter_bytes"] == 4 * info["parameters"] > 0
+    assert info["model"]["model_class"] == "BertForSequenceClassification"
+    assert info["flops"]["source"] == "measured" and info["flops"]["measured_per_sample"] > 0
+    md = (converged_run["out"] / "report.md").read_text(encoding="utf-8")
+    assert "- **ft** (fine-tuned from base by fine_tune" in md
+    assert "- **ft2** (fine-tuned from ft by fine_tune" in md
+
+
+def test_a_fine_tuned_candidates_loader_details_name_its_final_directory(converged_run):
+    info = converged_run["results"]["candidates"]["ft"]
+    assert info["model"]["path"] == info["path"]
+
+
+def test_a_fine_tune_results_settings_name_from_as_written(converged_run):
+    settings = by_name(converged_run["results"])["ft2"]["settings"]
+    assert settings["from"] == "ft" and "source" not in settings
+
+
+# --- the candidate seam: default candidates -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def defaulted_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A bare-encoder base, a short fine_tune, then single_stream and accuracy naming no candidates."""
+    tmp = tmp_path_factory.mktemp("defaulted")
+    data = easy_csv(tmp / "easy.csv", tiny_bert_dir, n=60)
+    scenarios = fine_tune_yaml(data, max_steps=2, eval_every=2) + f"""
+  - kind: single_stream
+    warmup_queries: 1
+    min_duration_s: 0.02
+    min_query_count: 8
+  - kind: accuracy
+    dataset: {dataset_yaml(data, "holdout")}
+    batch_size: 16
+    bootstrap_resamples: 10
+"""
+    path = tmp / "defaulted.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    return {"results": run_cli(path, tmp / "out"), "out": tmp / "out"}
+
+
+def test_a_measurement_without_candidates_measures_every_candidate_built_so_far(defaulted_run):
+    results = defaulted_run["results"]
+    assert [(s["name"], s["candidate"]) for s in results["scenarios"]] == [
+        ("ft", "ft"), ("single_stream", "base"), ("single_stream", "ft"), ("accuracy", "ft")
+    ]
+    for r in results["scenarios"][1:3]:
+        assert r["metrics"]["queries"] >= 8
+    cands = results["candidates"]
+    assert list(cands) == ["base", "ft"]
+    assert cands["base"]["origin"] == "base" and cands["base"]["parent"] is None
+    assert cands["base"]["recipe"] == {} and cands["base"]["model"]["model_class"] == "BertModel"
+    assert cands["ft"]["origin"] == "fine-tuned" and cands["ft"]["parent"] == "base"
+    assert cands["ft"]["recipe"]["kind"] == "fine_tune"
+    assert cands["ft"]["model"]["model_class"] == "BertForSequenceClassification"
+    # The head adds FLOPs: each candidate's own were counted.
+    assert cands["ft"]["flops"]["measured_per_sample"] > cands["base"]["flops"]["measured_per_sample"]
+    md = (defaulted_run["out"] / "report.md").read_text(encoding="utf-8")
+    assert "single_stream (base)" in md and "single_stream (ft)" in md
+
+
+def test_accuracy_without_candidates_scores_only_those_with_a_head(defaulted_run):
+    [acc] = [s for s in defaulted_run["results"]["scenarios"] if s["kind"] == "accuracy"]
+    assert acc["candidate"] == "ft"
+    assert acc["settings"]["labels"] == ["neg", "pos"]
+    assert acc["settings"]["candidates"] is None  # as written: defaulted
+    assert acc["metrics"]["n"] == 12
 
 
 def test_fine_tune_that_cannot_reach_its_target_is_invalid(tiny_bert_dir, tmp_path):
@@ -290,7 +405,7 @@ def test_a_run_stopped_by_its_time_budget_reports_the_quality_of_the_saved_model
     ) + f"""
   - kind: accuracy
     name: acc-saved
-    checkpoint: budget
+    candidates: [budget]
     dataset: {dataset_yaml(data, "holdout")}
     sequence_length: {SEQ}
     bootstrap_resamples: 10
@@ -312,51 +427,160 @@ def test_a_run_stopped_by_its_time_budget_reports_the_quality_of_the_saved_model
 
 
 @pytest.mark.parametrize(
-    "order, index, ref",
+    "order, key, ref, built",
     [
-        ("accuracy-first", 0, "ft"),  # the fine_tune comes later
-        ("unknown", 1, "nope"),  # no such scenario
-        ("not-fine-tune", 2, "acc"),  # names a scenario that is not a fine_tune
+        ("accuracy-first", "scenarios[0].candidates[0]", "ft", "base"),  # the fine_tune comes later
+        ("unknown", "scenarios[1].candidates[0]", "nope", "base, ft"),  # no such scenario
+        ("not-a-building-step", "scenarios[2].candidates[0]", "acc", "base, ft"),  # acc builds nothing
+        ("later-in-the-list", "scenarios[0].candidates[1]", "ft", "base"),  # base is fine, ft is not
+        ("from-later", "scenarios[0].from", "ft2", "base"),  # a fine_tune from one built after it
+        ("from-itself", "scenarios[0].from", "ft", "base"),  # its own name is built by this step
+        ("from-not-a-building-step", "scenarios[2].from", "acc", "base, ft"),
+        ("baseline-is-not-base", "scenarios[1].candidates[0]", "baseline", "base, ft"),
     ],
 )
-def test_checkpoint_must_name_an_earlier_fine_tune(tmp_path, tiny_bert_dir, order, index, ref):
+def test_a_reference_must_name_a_candidate_built_earlier(tmp_path, tiny_bert_dir, order, key, ref, built):
     data = tmp_path / "d.csv"
     accuracy = f"""
   - kind: accuracy
     name: acc
-    checkpoint: {ref if index == 0 else "ft"}
+    candidates: [{ref if order == "accuracy-first" else "ft"}]
     dataset: {dataset_yaml(data, "holdout")}
 """
     offline = f"""
   - kind: offline
-    checkpoint: {ref}
+    candidates: [{ref}]
 """
     if order == "accuracy-first":
         scenarios = accuracy + fine_tune_yaml(data)
-    elif order == "unknown":
+    elif order in ("unknown", "baseline-is-not-base"):
         scenarios = fine_tune_yaml(data) + offline
-    else:
+    elif order == "not-a-building-step":
         scenarios = fine_tune_yaml(data) + accuracy + offline
+    elif order == "later-in-the-list":
+        scenarios = f"""
+  - kind: offline
+    candidates: [base, {ref}]
+""" + fine_tune_yaml(data)
+    elif order == "from-later":
+        scenarios = fine_tune_yaml(data, extra=f"\n    from: {ref}") + fine_tune_yaml(data, name=ref)
+    elif order == "from-itself":
+        scenarios = fine_tune_yaml(data, extra=f"\n    from: {ref}")
+    else:
+        scenarios = fine_tune_yaml(data) + accuracy + fine_tune_yaml(data, name="ft2", extra=f"\n    from: {ref}")
     path = tmp_path / "bad.yaml"
     path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_suite(path)
     message = str(info.value)
-    assert f"scenarios[{index}].checkpoint" in message
-    assert f"'{ref}'" in message
-    assert str(path) in message
+    assert "\n" not in message
+    assert f"{key}: '{ref}' is not a candidate built before this step (built so far: {built})" in message
+    assert message.startswith(f"{path}: ")
 
 
-def test_checkpoint_error_through_validate_exits_2(tmp_path, tiny_bert_dir, capsys):
+def test_references_to_base_and_earlier_candidates_are_accepted(tmp_path, tiny_bert_dir):
+    data = tmp_path / "d.csv"
+    scenarios = (
+        "\n  - {kind: single_stream, candidates: [base]}\n"
+        + fine_tune_yaml(data)
+        + fine_tune_yaml(data, name="ft2", extra="\n    from: ft")
+        + fine_tune_yaml(data, name="ft3", extra="\n    from: base")
+        + "\n  - {kind: offline, candidates: [ft3, base, ft2, ft]}\n"
+    )
+    path = tmp_path / "ok.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    suite = load_suite(path)
+    assert [getattr(sc, "source", None) for sc in suite.scenarios] == [None, "base", "ft", "base", None]
+    assert suite.scenarios[0].candidates == ["base"]
+    assert suite.scenarios[-1].candidates == ["ft3", "base", "ft2", "ft"]
+    # `from` is written back under its own name (the resolved suite in results.json).
+    dumped = suite.model_dump(mode="json", by_alias=True)["scenarios"]
+    assert [sc.get("from") for sc in dumped] == [None, "base", "ft", "base", None]
+
+
+@pytest.mark.parametrize("name", ["base", "Base", "BASE"])
+def test_base_is_reserved_as_a_scenario_name(tmp_path, tiny_bert_dir, name):
+    data = tmp_path / "d.csv"
+    for scenarios in (fine_tune_yaml(data, name=name), f"\n  - {{kind: offline, name: {name}}}\n"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+        with pytest.raises(ConfigError) as info:
+            load_suite(path)
+        message = str(info.value)
+        assert "scenarios[0].name: " in message and "'base'" in message and "\n" not in message
+        assert "own model" in message
+
+
+def test_an_empty_candidates_list_is_refused(tmp_path, tiny_bert_dir):
+    path = tmp_path / "bad.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, "\n  - {kind: offline, candidates: []}\n"), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert "scenarios[0].candidates" in str(info.value)
+
+
+def test_reference_error_through_validate_exits_2(tmp_path, tiny_bert_dir, capsys):
     data = tmp_path / "d.csv"
     scenarios = """
   - kind: single_stream
-    checkpoint: ft
+    candidates: [ft]
 """ + fine_tune_yaml(data)
     path = tmp_path / "bad.yaml"
     path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
     assert main(["validate", str(path)]) == 2
-    assert "scenarios[0].checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scenarios[0].candidates[0]" in err, err
+
+
+def _refuse_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hf_cost.models.load as load
+
+    monkeypatch.setattr(load, "load_model", lambda *a, **k: pytest.fail("weights loaded"))
+
+
+@pytest.mark.parametrize(
+    "candidates, key",
+    [
+        ("\n    candidates: [base]", "scenarios[0].candidates[0]"),
+        ("\n    candidates: [ft, base]", "scenarios[1].candidates[1]"),
+        ("", "scenarios[0].candidates"),  # defaulted: no candidate so far has a head
+    ],
+)
+def test_accuracy_on_a_candidate_without_a_head_is_refused_by_validate(
+    tmp_path, tiny_bert_dir, capsys, monkeypatch, candidates, key
+):
+    """The tiny base is a bare encoder (model.task: feature-extraction): accuracy cannot score
+    it, and `validate` says so in one line naming the key, before any weights load."""
+    _refuse_weights(monkeypatch)
+    data = easy_csv(tmp_path / "d.csv", tiny_bert_dir)
+    accuracy = f"""
+  - kind: accuracy{candidates}
+    dataset: {dataset_yaml(data, "holdout")}
+"""
+    scenarios = fine_tune_yaml(data) + accuracy if "ft" in candidates else accuracy
+    path = tmp_path / "bad.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert f"{key}:" in err and "classification head" in err, err
+    if candidates:
+        assert "'base'" in err
+
+
+def test_accuracy_defaults_to_the_candidates_with_a_head(tmp_path, tiny_bert_dir, monkeypatch):
+    """Preflight knows each candidate's labels: the bare base has none, a fine_tune's are its data's."""
+    _refuse_weights(monkeypatch)
+    from hf_cost.pipeline import prepare
+
+    data = easy_csv(tmp_path / "d.csv", tiny_bert_dir)
+    scenarios = fine_tune_yaml(data) + f"""
+  - kind: accuracy
+    dataset: {dataset_yaml(data, "holdout")}
+"""
+    path = tmp_path / "ok.yaml"
+    path.write_text(suite_yaml(tiny_bert_dir, scenarios), encoding="utf-8")
+    assert prepare(path).labels == {"base": None, "ft": ["neg", "pos"]}
 
 
 def test_validate_checks_datasets_labels_and_metrics_before_any_weights_load(
@@ -364,25 +588,23 @@ def test_validate_checks_datasets_labels_and_metrics_before_any_weights_load(
 ):
     """Fail fast: a wrong column, a label the fine-tuned model will not know, or an unknown
     metric is reported by `validate` (no weights loaded, no training) naming the key."""
-    import hf_cost.models.load as load
-
-    monkeypatch.setattr(load, "load_model", lambda *a, **k: pytest.fail("weights loaded"))
+    _refuse_weights(monkeypatch)
     data = easy_csv(tmp_path / "d.csv", tiny_bert_dir)
     other = tmp_path / "other.csv"
     other.write_text("text,label\nhello,maybe\n", encoding="utf-8")
     cases = {
         "scenarios[1].dataset.label_column": f"""
   - kind: accuracy
-    checkpoint: ft
+    candidates: [ft]
     dataset: {{path: {json.dumps(str(other))}, label_column: label}}""",
         "scenarios[1].extra_metrics[0]": f"""
   - kind: accuracy
-    checkpoint: ft
+    candidates: [ft]
     dataset: {dataset_yaml(data, "holdout")}
     extra_metrics: [no_such_metric_anywhere]""",
         "scenarios[1].dataset.text_column": f"""
   - kind: accuracy
-    checkpoint: ft
+    candidates: [ft]
     dataset: {{path: {json.dumps(str(data))}, label_column: label, text_column: body}}""",
     }
     for key, accuracy in cases.items():
@@ -409,7 +631,7 @@ def test_two_processes_count_every_processs_samples(tiny_bert_dir, tmp_path):
     scenarios = fine_tune_yaml(data, name="ddp", max_steps=10, eval_every=5) + f"""
   - kind: accuracy
     name: acc-ddp
-    checkpoint: ddp
+    candidates: [ddp]
     dataset: {dataset_yaml(data, "holdout")}
     bootstrap_resamples: 50
 """
@@ -444,5 +666,6 @@ def test_two_processes_count_every_processs_samples(tiny_bert_dir, tmp_path):
     assert Path(ft["metrics"]["saved_checkpoint"]).is_dir()
     # Scenarios after the fine-tune run once, on the main process.
     assert [(s["name"], s["candidate"]) for s in results["scenarios"]] == [
-        ("ddp", "baseline"), ("acc-ddp", "ddp")
+        ("ddp", "ddp"), ("acc-ddp", "ddp")
     ]
+

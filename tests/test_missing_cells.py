@@ -362,22 +362,24 @@ def test_accuracy_result_reports_dropped_rows(tmp_path):
 
     from hf_cost.config.schema import ModelSpec
     from hf_cost.data.performance_set import PerformanceSet
-    from hf_cost.models.candidate import Candidate
+    from hf_cost.models.candidate import BASE
     from hf_cost.models.load import load_model
     from hf_cost.models.resolve import resolve_checkpoint
+    from hf_cost.models.torch_candidate import TorchCandidate
     from hf_cost.runners.accuracy import AccuracyRunner
 
     model_spec = ModelSpec(
         path=str(save_tiny_classifier(tmp_path / "clf")), task="sequence-classification", device="cpu"
     )
-    candidate = Candidate("baseline", load_model(model_spec, resolve_checkpoint(model_spec)))
+    loaded = load_model(model_spec, resolve_checkpoint(model_spec))
+    candidate = TorchCandidate(BASE, loaded.model, loaded.tokenizer)
     path = labelled_csv(tmp_path / "eval.csv", 12, LABELS)
     lines = path.read_text(encoding="utf-8").splitlines()
     lines[2] = "," + lines[2].split(",")[1]  # row 2: empty text
     lines[5] = lines[5].split(",")[0] + ","  # row 5: empty label
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data = load_labelled(spec(path), "scenarios[0].dataset", LABELS)
-    tensors = data.tokenize(candidate.loaded.tokenizer, SEQ)
+    tensors = data.tokenize(candidate.tokenizer, SEQ)
     pset = PerformanceSet(tensors=tensors, source=data.description, seed=0, sequence_length=SEQ)
 
     [result] = AccuracyRunner().run(accuracy_scenario(path), context(candidate, pset))

@@ -21,10 +21,10 @@ import torch
 import hf_cost.runners.base as runners_base
 import hf_cost.runners.offline as offline_module
 import hf_cost.runners.single_stream as single_stream_module
-from hf_cost.config.schema import OfflineScenario, SingleStreamScenario, Suite
+from hf_cost.config.schema import OfflineScenario, SingleStreamScenario
 from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.measure.flops import peak_for
 from hf_cost.measure.memory import current_rss_bytes
-from hf_cost.pipeline import peak_for
 from hf_cost.progress import Progress
 from hf_cost.report.schema import ScenarioResult
 from hf_cost.runners import RUNNERS, RunContext
@@ -465,12 +465,11 @@ def test_compute_metrics_without_flops() -> None:
 
 
 def test_peak_for_unknown_on_cpu_and_from_file() -> None:
-    base = {"model": {"path": "/nonexistent"}, "scenarios": [{"kind": "single_stream"}]}
-    suite = Suite.model_validate(base)
-    assert peak_for(suite, {"device": "cpu", "dtype": "float32"}) == (None, "peak unknown")
-    suite = Suite.model_validate({**base, "hardware": {"peak_tflops": 12.5}})
-    peak, source = peak_for(suite, {"device": "cpu", "dtype": "float32"})
+    assert peak_for(None, "cpu", "float32") == (None, "peak unknown")
+    peak, source = peak_for(12.5, "cpu", "float32")
     assert peak == 12.5 and "hardware.peak_tflops" in source
+    # The scenario file's peak wins on any device and dtype.
+    assert peak_for(3.0, "cuda:0", "int8")[0] == 3.0
 
 
 def test_runner_registry() -> None:

@@ -47,7 +47,7 @@ def _format_one(err: dict[str, Any], errors: list[dict[str, Any]], root: type[Ba
         msg = msg[len("Value error, ") :]
         blamed = _FIELD_PREFIX.fullmatch(msg)
         found = _model_at(root, err["loc"]) if blamed and loc else None
-        if found is not None and blamed.group(1) in found[0].model_fields:
+        if found is not None and blamed.group(1) in file_keys(found[0]):
             return f"{loc}.{blamed.group(1)}: {blamed.group(2)}", 0
     return (f"{loc}: {msg}" if loc else msg), 0
 
@@ -83,12 +83,12 @@ def _unknown_key(key: str, parent: tuple[Any, ...], root: type[BaseModel]) -> st
     """Suggestions come from the model at ``parent`` only (this scenario kind's fields)."""
     found = _model_at(root, parent)
     if found is None:  # not expected; fall back to every field name
-        fields = {name for m in _all_models(root) for name in m.model_fields}
+        fields = {name for m in _all_models(root) for name in file_keys(m)}
         line = f"unknown key '{key}'"
     else:
         model, members = found
-        fields = set(model.model_fields)
-        owners = [t for m in members if m is not model and key in m.model_fields for t in _tags(m)]
+        fields = set(file_keys(model))
+        owners = [t for m in members if m is not model and key in file_keys(m) for t in _tags(m)]
         line = f"unknown key '{key}'"
         if owners and _tags(model):
             kinds = " and ".join(f"'{t}'" for t in owners)
@@ -137,8 +137,8 @@ def _model_at(
             if not chosen:
                 return None
             annotation, members = chosen[0], models
-        elif len(models) == 1 and part in models[0].model_fields:
-            annotation = models[0].model_fields[part].annotation
+        elif len(models) == 1 and part in file_keys(models[0]):
+            annotation = file_keys(models[0])[part].annotation
             members = []
         else:
             maps = [o for o in options if get_origin(o) is dict]
@@ -149,6 +149,11 @@ def _model_at(
     if len(models) != 1:
         return None
     return models[0], members or models
+
+
+def file_keys(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the key a scenario file writes (its alias where it has one: 'from')."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
 
 
 def _options(annotation: Any) -> list[Any]:

@@ -33,6 +33,7 @@ from hf_cost.config.fields import (
 )
 from hf_cost.config.loader import load_yaml
 from hf_cost.errors import ConfigError
+from hf_cost.models.candidate import BASE
 
 # LoadGen's TestSettings defaults; a scenario may ask for less and is then marked "reduced".
 LOADGEN_MIN_DURATION_S = 10.0
@@ -40,6 +41,7 @@ LOADGEN_MIN_QUERY_COUNT = 100
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 class Strict(BaseModel):
     # allow_inf_nan=False: .inf/.nan are refused by every float field.
+    # populate_by_name stays off: a file writes `from`, never the internal name `source`.
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
@@ -148,8 +150,19 @@ class _ScenarioBase(Strict):
 
 
 class _MeasuredScenario(_ScenarioBase):
-    checkpoint: SafeName | None = Field(
-        None, description="Name of an earlier fine_tune scenario whose result to measure."
+    candidates: list[SafeName] | None = Field(
+        None,
+        min_length=1,
+        description="The candidates to measure: 'base' and the names of earlier building steps "
+        "(fine_tune, ...). Default: every candidate built so far that this kind can measure.",
+    )
+
+
+class _BuildingStep(_ScenarioBase):
+    """A step that builds a named candidate (its `name`) from an earlier one (`from`)."""
+
+    source: SafeName = Field(
+        "base", alias="from", description="The candidate it starts from: 'base' or an earlier step's name."
     )
 
 
@@ -229,7 +242,7 @@ class QualityTarget(Strict):
     value: Float = Field(gt=0.0, le=1.0)
 
 
-class FineTuneScenario(_ScenarioBase):
+class FineTuneScenario(_BuildingStep):
     """MLPerf-Training style: train until the quality target or the budget, timed end to end."""
 
     kind: Literal["fine_tune"]
@@ -318,14 +331,21 @@ class Suite(Strict):
                 case = "" if other == sc.name else f" as '{other}' (names are compared ignoring case)"
                 raise ValueError(f"scenarios[{i}].name: '{sc.name}' is already used by scenarios[{j}]{case}")
             seen[sc.name.casefold()] = i
-            ref = getattr(sc, "checkpoint", None)
-            if ref is not None:
-                earlier = {o.name for o in self.scenarios[:i] if o.kind == "fine_tune"}
-                if ref not in earlier:
+            if sc.name.casefold() == BASE:
+                raise ValueError(f"scenarios[{i}].name: '{BASE}' names the scenario file's own model")
+        built = [BASE]  # candidates in the order they are built
+        for i, sc in enumerate(self.scenarios):
+            refs = [("from", sc.source)] if isinstance(sc, _BuildingStep) else [
+                (f"candidates[{j}]", name) for j, name in enumerate(getattr(sc, "candidates", None) or [])
+            ]
+            for key, ref in refs:
+                if ref not in built:
                     raise ValueError(
-                        f"scenarios[{i}].checkpoint: '{ref}' is not an earlier fine_tune scenario"
-                        + (f" (earlier: {', '.join(sorted(earlier))})" if earlier else "")
+                        f"scenarios[{i}].{key}: '{ref}' is not a candidate built before this step "
+                        f"(built so far: {', '.join(built)})"
                     )
+            if isinstance(sc, _BuildingStep):
+                built.append(sc.name)
         return self
 
 

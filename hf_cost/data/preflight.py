@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from hf_cost.config.schema import AccuracyScenario, DatasetInputs, FineTuneScenario, Suite
+from hf_cost.config.schema import AccuracyScenario, DatasetInputs, Suite
 from hf_cost.errors import UserError
+from hf_cost.models.candidate import BASE
 
 
-def check_datasets(suite: Suite, model_config: Any) -> None:
+def check_steps(suite: Suite, model_config: Any) -> dict[str, list[str] | None]:
+    """Check every step's data; return each candidate's label names (None: no head), by name."""
     from hf_cost.data.labelled import load_labelled
     from hf_cost.data.selection import narrow_rows
     from hf_cost.data.sources import load_split, require_columns
+    from hf_cost.variants.registry import Plan, builders
 
     if isinstance(suite.inputs, DatasetInputs):
         spec = suite.inputs.dataset
@@ -24,30 +27,51 @@ def check_datasets(suite: Suite, model_config: Any) -> None:
         columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column}
         require_columns(ds, columns, "inputs.dataset")
         narrow_rows(ds, spec, "inputs.dataset", columns)  # empty cells: `missing: error` fails here
-    trained: dict[str, list[str]] = {}  # fine_tune name -> its label names
+    plan = Plan(suite=suite, model_config=model_config, labels={BASE: _base_labels(suite, model_config)})
+    building = builders()
     for i, sc in enumerate(suite.scenarios):
         where = f"scenarios[{i}]"
-        if isinstance(sc, FineTuneScenario):
-            labels = load_labelled(sc.train, f"{where}.train").label_names
-            load_labelled(sc.eval, f"{where}.eval", labels)
-            trained[sc.name or sc.kind] = labels
+        if sc.kind in building:
+            plan.labels[sc.name or sc.kind] = building[sc.kind]().check(sc, plan, where)
         elif isinstance(sc, AccuracyScenario):
-            if sc.checkpoint is not None:
-                labels = trained[sc.checkpoint]
-            else:
-                labels = _model_labels(suite, model_config, f"{where}.checkpoint")
-            load_labelled(sc.dataset, f"{where}.dataset", labels)
+            checked: set[tuple[str, ...]] = set()
+            for key, labels in _scored_candidates(sc, plan, where):
+                if tuple(labels) not in checked:
+                    load_labelled(sc.dataset, f"{where}.dataset", labels)
+                    checked.add(tuple(labels))
             _check_metrics(sc.extra_metrics, f"{where}.extra_metrics")
+    return plan.labels
 
 
-def _model_labels(suite: Suite, config: Any, where: str) -> list[str]:
+def _base_labels(suite: Suite, config: Any) -> list[str] | None:
     if suite.model.task != "sequence-classification":
-        raise UserError(
-            "accuracy needs a classification model: set model.task: sequence-classification, "
-            "or measure an earlier fine_tune scenario with `checkpoint:`",
-            where=where,
-        )
+        return None
     return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def _scored_candidates(sc: AccuracyScenario, plan: Any, where: str) -> list[tuple[str, list[str]]]:
+    """(key, label names) of each candidate an accuracy scenario scores; each needs a head."""
+    if sc.candidates is None:
+        named = [(f"{where}.candidates", n) for n, labels in plan.labels.items() if labels is not None]
+        if not named:
+            raise UserError(
+                "no candidate built so far has a classification head: set model.task: "
+                "sequence-classification, or fine-tune one first",
+                where=f"{where}.candidates",
+            )
+    else:
+        named = [(f"{where}.candidates[{j}]", n) for j, n in enumerate(sc.candidates)]
+    out = []
+    for key, name in named:
+        labels = plan.labels[name]
+        if labels is None:
+            raise UserError(
+                f"candidate '{name}' has no classification head, so accuracy cannot score it: set "
+                "model.task: sequence-classification, or name a fine-tuned candidate",
+                where=key,
+            )
+        out.append((key, labels))
+    return out
 
 
 def _check_metrics(names: list[str], where: str) -> None:

@@ -228,3 +228,43 @@ def mfu(achieved_flops_per_s: float, peak_tflops: float | None) -> float | None:
     if peak_tflops <= 0:
         raise ValueError(f"peak_tflops must be positive, got {peak_tflops}")
     return achieved_flops_per_s / (peak_tflops * 1e12)
+
+
+def torch_flops_info(
+    module: torch.nn.Module, sample: dict[str, torch.Tensor], config: Any, *, with_pooler: bool,
+    num_labels: int | None,
+) -> Any:
+    """FLOPs of one sample, measured (FlopCounterMode) and, for encoders, analytic, side by side."""
+    from hf_cost.report.schema import FlopsInfo
+
+    measured = count_forward_flops(module, sample)
+    seq = int(next(iter(sample.values())).shape[-1])
+    try:
+        analytic = analytic_encoder_flops(config, seq, 1, with_pooler=with_pooler, num_labels=num_labels)
+    except ValueError:
+        analytic = None
+    return FlopsInfo(
+        sequence_length=seq,
+        batch_size=1,
+        measured_per_sample=measured.total,
+        analytic_per_sample=analytic,
+        relative_difference=abs(measured.total - analytic) / analytic if analytic else None,
+        by_operator=measured.by_operator,
+        source="measured",
+        method=(
+            "torch.utils.flop_counter.FlopCounterMode over one forward (matmuls and attention, "
+            "CPU SDPA mapped); analytic = L*(8SH^2 + 4S^2H + 4SHI) + pooler + head"
+        ),
+    )
+
+
+def peak_for(scenario_peak: float | None, device: str, dtype: str) -> tuple[float | None, str]:
+    """The peak TFLOP/s for MFU and where it came from: the scenario file, a datasheet, or none."""
+    if scenario_peak is not None:
+        return scenario_peak, "scenario file (hardware.peak_tflops)"
+    if device.startswith("cuda") and dtype in _DTYPES:
+        name = torch.cuda.get_device_name(device)
+        peak = known_peak_tflops(name, dtype)
+        if peak is not None:
+            return peak, f"datasheet dense peak for {name} at {dtype}"
+    return None, "peak unknown"

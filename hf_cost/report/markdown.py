@@ -23,19 +23,19 @@ def render_markdown(result: RunResult) -> str:
     ]
     for name, c in result.candidates.items():
         m = c.model
-        origin = _where_from(m) if name == "baseline" else f"fine-tuned by scenario {name}, saved at `{m.get('path')}`"
+        disk = "n/a" if c.size_on_disk_bytes is None else f"{c.size_on_disk_bytes / 2**20:.1f} MiB"
         lines += [
-            f"- **{name}**: {origin}",
-            f"  - {m['model_class']}, {m['parameters']:,} parameters, {m['parameter_bytes'] / 2**20:.1f} MiB "
-            f"of parameters, {m['weights_size_on_disk_bytes'] / 2**20:.1f} MiB of weights on disk; "
-            f"{m['dtype']} on {m['device']}, attention `{m['attn_implementation']}`, loaded in {c.load_time_s:.2f} s",
+            f"- **{name}** ({_origin(c, result)})",
+            f"  - {c.runtime}, {m.get('model_class', '')}, {c.parameters:,} parameters, "
+            f"{c.parameter_bytes / 2**20:.1f} MiB of parameters, {disk} of weights on disk; "
+            f"{c.dtype} on {c.device}, loaded in {c.load_time_s:.2f} s",
         ]
         if c.flops is not None:
             f = c.flops
             diff = "n/a" if f.relative_difference is None else f"{f.relative_difference * 100:.3f}%"
             analytic = "n/a" if f.analytic_per_sample is None else gflop(f.analytic_per_sample)
             lines.append(
-                f"  - FLOPs per sample at sequence length {f.sequence_length}: measured "
+                f"  - FLOPs per sample at sequence length {f.sequence_length} ({f.source}): "
                 f"{gflop(f.measured_per_sample)}, analytic {analytic} (difference {diff})"
             )
     lines += [
@@ -82,6 +82,13 @@ def render_markdown(result: RunResult) -> str:
                 f"{'peak unknown' if mfu is None else f'{mfu * 100:.2f}%'} | {_rate_basis(r)} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _origin(c: Any, result: RunResult) -> str:
+    if c.origin == "base":
+        return "the scenario file's checkpoint: " + _where_from(result.model)
+    step = c.recipe.get("kind", "a building step")
+    return f"{c.origin} from {c.parent} by {step}, saved at `{c.path}`"
 
 
 def _where_from(m: dict) -> str:

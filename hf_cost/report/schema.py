@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 
 class _Out(BaseModel):
@@ -59,7 +59,7 @@ class Validity(_Out):
 class ScenarioResult(_Out):
     name: str = Field(description="Scenario name; offline sweep points are 'NAME[bs=B]'")
     kind: str
-    candidate: str = Field("baseline", description="What was measured: 'baseline' or a fine_tune scenario's name")
+    candidate: str = Field(description="The candidate measured, or built: 'base' or a building step's name")
     settings: dict[str, Any] = Field(description="The scenario's validated settings, plus per-point ones")
     metrics: dict[str, Any] = Field(description="Summary figures; units in the key names")
     validity: Validity | None = None
@@ -75,11 +75,28 @@ class FlopsInfo(_Out):
     analytic_per_sample: int | None = Field(description="closed-form encoder formula; None for non-encoders")
     relative_difference: float | None
     by_operator: dict[str, int]
+    source: Literal["measured", "inherited"] = Field(
+        "measured", description="counted on this candidate, or taken from its parent (same graph)"
+    )
     method: str
 
 
 class CandidateInfo(_Out):
-    model: dict[str, Any] = Field(description="What was loaded: parameters, bytes, dtype, device, source")
+    """What a candidate is, where it came from, and what it weighs. Runners never look inside
+    a candidate; reports read this."""
+
+    name: str
+    origin: Literal["base", "fine-tuned", "variant"]
+    parent: str | None = Field(None, description="The candidate it was built from")
+    recipe: dict[str, Any] = Field(default_factory=dict, description="The building step's settings")
+    runtime: Literal["torch", "onnxruntime"]
+    dtype: str = Field(description="Weights' data type; a quantized candidate says what is int8")
+    device: str
+    parameters: int
+    parameter_bytes: int
+    size_on_disk_bytes: int | None = Field(description="Weight files on disk (the files it loads)")
+    path: str | None = Field(description="Where its files are after the run")
+    model: dict[str, Any] = Field(description="Loader details: class, commit, source, attention")
     load_time_s: float
     baseline_rss_mib: float = Field(description="RSS after imports and this model's load; memory deltas are over it")
     flops: FlopsInfo | None = None
@@ -94,7 +111,7 @@ class RunResult(_Out):
     environment: dict[str, Any]
     model: dict[str, Any] = Field(description="The scenario file's checkpoint: id, revision, commit, source")
     candidates: dict[str, CandidateInfo] = Field(
-        description="Every model measured ('baseline', fine-tuned ones), with what was loaded and its FLOPs"
+        description="Every candidate measured ('base', fine-tuned ones, variants): origin, recipe, size, FLOPs"
     )
     inputs: dict[str, Any] = Field(description="The performance sample set: source, size, sequence length, seed")
     peak_tflops: float | None = Field(None, description="Peak used for MFU, and where it came from in peak_source")

@@ -74,7 +74,7 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
     if r.validity is not None:
         validity = r.validity.result + (" (reduced)" if r.validity.reduced_settings else "")
     mem = r.memory.get("peak_rss_delta_mib")
-    label = r.name if r.candidate == "baseline" else f"{r.name} ({r.candidate})"
+    label = r.name if r.candidate == r.name else f"{r.name} ({r.candidate})"
     return {
         "scenario": label,
         "n": n,

@@ -7,8 +7,8 @@ from hf_cost.runners.base import Runner, RunContext
 from hf_cost.runners.offline import OfflineRunner
 from hf_cost.runners.single_stream import SingleStreamRunner
 
-# Scenario kinds measured on a loaded candidate. fine_tune trains one instead and is
-# driven by the pipeline directly (runners/fine_tune.py).
+# Scenario kinds that measure candidates. Steps that build candidates (fine_tune, ...) are
+# in variants/registry.py.
 RUNNERS: dict[str, type[Runner]] = {
     r.kind: r for r in (SingleStreamRunner, OfflineRunner, AccuracyRunner)
 }

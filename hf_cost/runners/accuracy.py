@@ -17,15 +17,14 @@ from hf_cost.runners.base import RunContext, Runner, clock
 
 
 def model_label_names(candidate: Candidate, where: str) -> list[str]:
-    """The classifier's labels in id order; a model without a head cannot be scored."""
-    config = candidate.model.config
-    if getattr(candidate.model, "base_model", candidate.model) is candidate.model:
+    """The classifier's labels in id order; a candidate without a head cannot be scored."""
+    if candidate.label_names is None:
         raise UserError(
-            "the model has no classification head: set model.task: sequence-classification, "
-            "or measure an earlier fine_tune scenario with `checkpoint:`",
+            f"candidate '{candidate.name}' has no classification head: set model.task: "
+            "sequence-classification, or measure a fine-tuned candidate",
             where=where,
         )
-    return [str(config.id2label[i]) for i in range(config.num_labels)]
+    return candidate.label_names
 
 
 def predict(candidate: Candidate, pset: PerformanceSet, batch_size: int) -> list[int]:
@@ -43,6 +42,7 @@ def predict(candidate: Candidate, pset: PerformanceSet, batch_size: int) -> list
 
 class AccuracyRunner(Runner):
     kind = "accuracy"
+    needs_head = True
 
     def run(self, scenario: AccuracyScenario, ctx: RunContext) -> list[ScenarioResult]:
         from hf_cost.data.labelled import load_labelled
@@ -50,10 +50,10 @@ class AccuracyRunner(Runner):
         from hf_cost.quality.scoring import score_classification
 
         cand = ctx.candidate
-        labels = model_label_names(cand, f"{ctx.where}.checkpoint")
+        labels = model_label_names(cand, f"{ctx.where}.candidates")
         data = load_labelled(scenario.dataset, f"{ctx.where}.dataset", labels)
         seq = scenario.sequence_length or ctx.perf_set.sequence_length
-        tensors = {k: v.to(cand.device) for k, v in data.tokenize(cand.loaded.tokenizer, seq).items()}
+        tensors = {k: v.to(cand.device) for k, v in data.tokenize(cand.tokenizer, seq).items()}
         pset = PerformanceSet(tensors=tensors, source=data.description, seed=scenario.dataset.seed, sequence_length=seq)
         ctx.progress.say(f"[{scenario.name}] accuracy mode: {len(data)} samples from {data.description}")
         with ctx.memory() as memory:
@@ -73,6 +73,7 @@ class AccuracyRunner(Runner):
             ScenarioResult(
                 name=scenario.name or self.kind,
                 kind=self.kind,
+                candidate=ctx.candidate.name,
                 settings={**scenario.model_dump(), "sequence_length": seq, "labels": labels},
                 metrics={**scores, "extra_metrics": extra, "duration_s": elapsed,
                          "throughput_samples_per_s": len(data) / elapsed,

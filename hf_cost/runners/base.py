@@ -25,7 +25,6 @@ class RunContext:
     baseline_rss_bytes: int
     progress: Progress
     peak_source: str = "peak unknown"
-    info: Any = None  # report.schema.CandidateInfo: what was loaded, FLOPs
     where: str = "scenarios"  # key path of the scenario being run, for error messages
     # Tests and accuracy checks may watch every output: called with (sample indices, outputs).
     output_sink: Callable[[Any, Any], None] | None = None
@@ -46,9 +45,10 @@ class RunContext:
 
 
 class Runner(ABC):
-    """One scenario kind. `run` returns one result, or one per sweep point."""
+    """One scenario kind, measuring one candidate. `run` returns one result, or one per sweep point."""
 
     kind: ClassVar[str]
+    needs_head: ClassVar[bool] = False  # True: only candidates with a classification head qualify
 
     @abstractmethod
     def run(self, scenario: Any, ctx: RunContext) -> list[ScenarioResult]: ...

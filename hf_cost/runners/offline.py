@@ -103,6 +103,7 @@ class OfflineRunner(Runner):
         return ScenarioResult(
             name=name,
             kind=self.kind,
+            candidate=ctx.candidate.name,
             settings=settings,
             metrics={
                 "samples": count,

@@ -120,6 +120,7 @@ class SingleStreamRunner(Runner):
         return ScenarioResult(
             name=scenario.name or self.kind,
             kind=self.kind,
+            candidate=ctx.candidate.name,
             settings={**scenario.model_dump(), "batch_size": 1, "seed": ctx.perf_set.seed},
             metrics=metrics,
             validity=validity,

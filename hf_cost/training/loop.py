@@ -13,8 +13,7 @@ from typing import Any, Callable
 
 from hf_cost.config.schema import FineTuneScenario
 from hf_cost.data.performance_set import PerformanceSet
-from hf_cost.models.candidate import Candidate
-from hf_cost.models.load import LoadedModel
+from hf_cost.models.torch_candidate import TorchCandidate
 from hf_cost.output import raise_if_interrupted
 from hf_cost.progress import Progress
 from hf_cost.runners.accuracy import predict
@@ -100,7 +99,7 @@ def train_once(
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
             unwrapped.eval()
-            cand = Candidate("fine-tune-eval", LoadedModel(unwrapped, data.tokenizer, data.eval_set.tensors["input_ids"].device, {}))
+            cand = TorchCandidate("fine-tune-eval", unwrapped, data.tokenizer)
             value = quality_of(predict(cand, data.eval_set, scenario.eval_batch_size), data.eval_labels, scenario.target.metric, num_labels)
         return broadcast_object_list([value])[0] if accelerator.num_processes > 1 else value
 

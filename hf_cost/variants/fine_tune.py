@@ -1,8 +1,8 @@
-"""Fine-tune scenario: time to a quality target, training throughput, training FLOPs.
+"""fine_tune: builds a candidate by training, timed to a quality target (MLPerf-Training style).
 
 Runs `runs` times with seeds seed, seed+1, ... and scores time-to-target the
-MLPerf-Training way (olympic). The model of the first converged run (else run 0)
-is saved under <output>/checkpoints/<name>/ for later scenarios to measure.
+MLPerf-Training way (olympic). The model of the first converged run (else the last)
+is saved under <output>/checkpoints/<name>/ and becomes the candidate `<name>`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hf_cost.progress import Progress
 from hf_cost.report.schema import ScenarioResult, Validity
 from hf_cost.training.loop import RunRecord
 from hf_cost.training.olympic import olympic_score
+from hf_cost.variants.registry import BuildContext, Builder, Built, Plan
 
 
 @dataclass
@@ -42,8 +43,38 @@ def mixed_precision_for(scenario: FineTuneScenario, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-class FineTuneRunner:
+class FineTuneBuilder(Builder):
     kind = "fine_tune"
+    all_processes = True  # under `accelerate launch`, every process trains
+
+    def check(self, step: FineTuneScenario, plan: Plan, where: str) -> list[str] | None:
+        from hf_cost.data.labelled import load_labelled
+
+        labels = load_labelled(step.train, f"{where}.train").label_names
+        load_labelled(step.eval, f"{where}.eval", labels)
+        return labels
+
+    def build(self, step: FineTuneScenario, ctx: BuildContext) -> Built | None:
+        from hf_cost.measure.memory import current_rss_bytes
+
+        store, output = ctx.store, ctx.output
+        ft = FineTuneContext(
+            spec=store.spec,
+            checkpoint=store.checkpoint_of(step.source),
+            sequence_length=store.suite.inputs.sequence_length,
+            checkpoints_dir=output.path_in_stage("checkpoints") if output else None,
+            final_path=output.final_path if output else None,
+            baseline_rss_bytes=current_rss_bytes(),
+            progress=ctx.progress,
+            where=ctx.where,
+        )
+        result, path = self.run(step, ft)
+        if path is None:
+            return None
+        return Built(
+            name=step.name or self.kind, parent=step.source, origin="fine-tuned",
+            recipe=step.model_dump(mode="json", by_alias=True), result=result, checkpoint_dir=path,
+        )
 
     def run(self, scenario: FineTuneScenario, ctx: FineTuneContext) -> tuple[ScenarioResult, Path | None]:
         import torch
@@ -195,7 +226,8 @@ class FineTuneRunner:
         return ScenarioResult(
             name=scenario.name or self.kind,
             kind=self.kind,
-            settings={**scenario.model_dump(), "sequence_length": seq, "labels": labels,
+            candidate=scenario.name or self.kind,
+            settings={**scenario.model_dump(mode="json", by_alias=True), "sequence_length": seq, "labels": labels,
                       "mixed_precision_used": precision, "num_processes": processes},
             metrics={
                 "time_to_target_s": olympic["score_s"],

@@ -1,0 +1,140 @@
+"""The candidates of one run, by name: 'base' (the scenario file's model) and each built one.
+
+A candidate is loaded when a scenario first measures it, and with it what its runners need:
+the performance sample set (tokenised by its own tokenizer), its FLOPs and the peak for MFU.
+Builders ask the store for the checkpoint a step starts from (`checkpoint_of`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hf_cost.errors import UserError
+from hf_cost.models.candidate import BASE
+
+
+@dataclass
+class _Entry:
+    origin: str
+    parent: str | None
+    recipe: dict[str, Any]
+    checkpoint: Any = None  # ResolvedCheckpoint of a torch candidate's files
+    final_path: str | None = None  # where its files are after the run
+    candidate: Any = None  # a Candidate already in hand (a builder made it)
+    context: Any = None  # runners.RunContext, once loaded
+
+
+@dataclass
+class CandidateStore:
+    prepared: Any  # pipeline.Prepared
+    progress: Any
+    entries: dict[str, _Entry] = field(default_factory=dict)  # in build order
+
+    def __post_init__(self) -> None:
+        c = self.prepared.checkpoint
+        path = str(c.local_dir)
+        self.entries[BASE] = _Entry(origin="base", parent=None, recipe={}, checkpoint=c, final_path=path)
+
+    @property
+    def suite(self) -> Any:
+        return self.prepared.suite
+
+    @property
+    def spec(self) -> Any:
+        return self.prepared.suite.model
+
+    def names(self, needs_head: bool = False) -> list[str]:
+        """Every candidate so far (in build order); with ``needs_head``, those with a classifier."""
+        if not needs_head:
+            return list(self.entries)
+        return [n for n in self.entries if self.prepared.labels.get(n) is not None]
+
+    def checkpoint_of(self, name: str) -> Any:
+        entry = self.entries[name]
+        if entry.checkpoint is None:
+            raise UserError(f"candidate '{name}' has no transformers checkpoint to start from", where="from")
+        return entry.checkpoint
+
+    def add(self, built: Any, output: Any) -> None:
+        """Record a candidate a builder made (loaded later, when first measured)."""
+        from hf_cost.models.resolve import resolve_checkpoint
+
+        entry = _Entry(origin=built.origin, parent=built.parent, recipe=built.recipe, candidate=built.candidate)
+        if built.checkpoint_dir is not None:
+            spec = self.spec.model_copy(update={"id": None, "path": str(built.checkpoint_dir)})
+            entry.checkpoint = resolve_checkpoint(spec)
+            final = output.final_path(built.checkpoint_dir) if output is not None else built.checkpoint_dir
+            entry.final_path = str(final)
+        self.entries[built.name] = entry
+
+    def infos(self) -> dict[str, Any]:
+        """CandidateInfo of every candidate that was loaded, by name."""
+        return {n: e.context.candidate.info for n, e in self.entries.items() if e.context is not None}
+
+    def first_context(self) -> Any:
+        return next((e.context for e in self.entries.values() if e.context is not None), None)
+
+    def context(self, name: str) -> Any:
+        """The candidate ``name`` with what its runners need, loading it on first use."""
+        entry = self.entries[name]
+        if entry.context is None:
+            entry.context = self._load(name, entry)
+        return entry.context
+
+    def _load(self, name: str, entry: _Entry) -> Any:
+        from hf_cost.data.performance_set import build_performance_set
+        from hf_cost.measure.flops import peak_for
+        from hf_cost.measure.memory import current_rss_bytes
+        from hf_cost.runners import RunContext
+
+        suite = self.suite
+        t0 = time.perf_counter()
+        candidate = entry.candidate or self._load_torch(name, entry)
+        load_time = time.perf_counter() - t0
+        perf_set = build_performance_set(suite.inputs, candidate.tokenizer, candidate.device)
+        sample = perf_set.batch(_zeros(candidate.device))
+        flops = candidate.flops(sample, entry.checkpoint.config if entry.checkpoint else None)
+        info = candidate.info
+        info.name, info.origin, info.parent, info.recipe = name, entry.origin, entry.parent, entry.recipe
+        info.path, info.flops, info.load_time_s = entry.final_path, flops, load_time
+        baseline = current_rss_bytes()
+        info.baseline_rss_mib = baseline / 2**20
+        peak, peak_source = peak_for(suite.hardware.peak_tflops, info.device, info.dtype)
+        self.progress.say(
+            f"loaded {name} in {load_time:.1f} s: {info.parameters / 1e6:.1f}M parameters, "
+            f"{info.dtype} on {info.device} ({info.runtime})"
+        )
+        return RunContext(
+            candidate=candidate, perf_set=perf_set,
+            flops_per_sample=flops.measured_per_sample if flops else None,
+            peak_tflops=peak, peak_source=peak_source, baseline_rss_bytes=baseline, progress=self.progress,
+        )
+
+    def _load_torch(self, name: str, entry: _Entry) -> Any:
+        from hf_cost.models.load import load_model
+        from hf_cost.models.torch_candidate import TorchCandidate
+        from hf_cost.report.schema import CandidateInfo
+
+        spec = self.spec
+        if entry.origin != "base":  # a checkpoint a builder saved: a classifier
+            spec = spec.model_copy(update={"id": None, "path": str(entry.checkpoint.local_dir),
+                                           "task": "sequence-classification"})
+        self.progress.say(f"loading {name}: {spec.display_name} ({entry.checkpoint.source})")
+        loaded = load_model(spec, entry.checkpoint)
+        m = {**loaded.info, "path": entry.final_path}  # where the files are after the run, not staging
+        candidate = TorchCandidate(name, loaded.model, loaded.tokenizer)
+        candidate.info = CandidateInfo(
+            name=name, origin="base", runtime="torch", dtype=m["dtype"], device=m["device"],
+            parameters=m["parameters"], parameter_bytes=m["parameter_bytes"],
+            size_on_disk_bytes=m["weights_size_on_disk_bytes"], path=None, model=m,
+            load_time_s=0.0, baseline_rss_mib=0.0,
+        )
+        return candidate
+
+
+def _zeros(device: Any) -> Any:
+    import torch
+
+    return torch.zeros(1, dtype=torch.long, device=device)

@@ -1,0 +1,53 @@
+"""A candidate run by PyTorch: a transformers model in eval mode on one device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hf_cost.models.candidate import Candidate
+
+
+def head_labels(module: Any) -> list[str] | None:
+    """A classifier's label names in id order; None for a bare encoder (no head)."""
+    if getattr(module, "base_model", module) is module:
+        return None
+    config = module.config
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+class TorchCandidate(Candidate):
+    runtime = "torch"
+
+    def __init__(self, name: str, module: Any, tokenizer: Any, info: Any = None):
+        self.name = name
+        self.module = module  # builders (fine-tune, distill, prune) work on it; runners never do
+        self.tokenizer = tokenizer
+        self.device = next(module.parameters()).device
+        self.label_names = head_labels(module)
+        self.info = info
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(**batch)
+        logits = getattr(out, "logits", None)
+        return logits if logits is not None else out.last_hidden_state
+
+    def synchronize(self) -> None:
+        if self.is_cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def flops(self, sample: dict[str, Any], config: Any) -> Any:
+        from hf_cost.measure.flops import torch_flops_info
+
+        module = self.module
+        return torch_flops_info(
+            module,
+            sample,
+            config,
+            with_pooler=getattr(getattr(module, "base_model", module), "pooler", None) is not None,
+            num_labels=len(self.label_names) if self.label_names is not None else None,
+        )
