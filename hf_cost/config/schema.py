@@ -11,26 +11,21 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from hf_cost.config.errors import format_validation_error
-from hf_cost.config.fields import (
-    MAX_SEED,
-    BatchSize,
-    Float,
-    NonNegInt,
-    PosFloat,
-    PosInt,
-    SafeName,
-    Seed,
+from hf_cost.config.base import BuildingStep, DatasetSpec, MeasuredStep, Strict
+from hf_cost.config.building import (
+    DistillStep,
+    FineTuneScenario,
+    OnnxInt8Step,
+    OnnxStep,
+    PruneStep,
+    QualityTarget,
+    QuantoStep,
+    TrainingStep,
 )
+from hf_cost.config.errors import format_validation_error
+from hf_cost.config.fields import BatchSize, Float, NonNegInt, PosFloat, PosInt, SafeName, Seed
 from hf_cost.config.loader import load_yaml
 from hf_cost.errors import ConfigError
 from hf_cost.models.candidate import BASE
@@ -39,12 +34,6 @@ from hf_cost.models.candidate import BASE
 LOADGEN_MIN_DURATION_S = 10.0
 LOADGEN_MIN_QUERY_COUNT = 100
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-class Strict(BaseModel):
-    # allow_inf_nan=False: .inf/.nan are refused by every float field.
-    # populate_by_name stays off: a file writes `from`, never the internal name `source`.
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
-
-
 class ModelSpec(Strict):
     """Which checkpoint, and how it is placed and run."""
 
@@ -77,52 +66,6 @@ class ModelSpec(Strict):
         return self.id if self.id is not None else Path(self.path or "").name
 
 
-Scalar = Union[str, int, float, bool]
-
-
-class DatasetSpec(Strict):
-    """A dataset through `datasets`: a Hub id, or a local csv/json/jsonl/parquet file.
-
-    Rows are narrowed in this order: ``where`` (equality filter), ``select`` (a seeded,
-    stratified train/holdout split), ``max_samples`` (a seeded subsample).
-    """
-
-    id: str | None = Field(None, description="Hub dataset id.")
-    path: str | None = Field(None, description="Local data file (csv, json, jsonl, parquet).")
-    config: str | None = None
-    split: str = "train"
-    revision: str | None = None
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str | None = Field(None, description="Labels: names or integer ids.")
-    where: dict[str, Union[Scalar, list[Scalar]]] | None = Field(
-        None, description="Keep rows whose column equals the value (or one of the list)."
-    )
-    select: Literal["all", "train", "holdout"] = "all"
-    holdout_fraction: Float = Field(0.2, gt=0.0, lt=1.0)
-    max_samples: PosInt | None = None
-    stratify: bool = Field(True, description="Stratify split and subsample by label.")
-    missing: Literal["drop", "error"] = Field(
-        "drop",
-        description="Rows with an empty text or label: dropped and counted in the result, or refused.",
-    )
-    seed: Seed = 0
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DatasetSpec:
-        if (self.id is None) == (self.path is None):
-            raise ValueError("give exactly one of 'id' (a Hub dataset id) or 'path' (a local file)")
-        return self
-
-    @property
-    def display_name(self) -> str:
-        name = self.id or Path(self.path or "").name
-        parts = [f"{k}={v}" for k, v in (self.where or {}).items()]
-        if self.select != "all":
-            parts.append(self.select)
-        return name + (f" [{', '.join(parts)}]" if parts else "")
-
-
 class _InputsBase(Strict):
     sequence_length: PosInt = Field(128, description="Tokens per sample (padded/truncated).")
     num_samples: PosInt = Field(256, description="Size of the performance sample set.")
@@ -145,28 +88,7 @@ class DatasetInputs(_InputsBase):
 Inputs = Annotated[Union[SyntheticInputs, DatasetInputs], Field(discriminator="kind")]
 
 
-class _ScenarioBase(Strict):
-    name: SafeName | None = Field(None, description="Unique name; defaults to the kind.")
-
-
-class _MeasuredScenario(_ScenarioBase):
-    candidates: list[SafeName] | None = Field(
-        None,
-        min_length=1,
-        description="The candidates to measure: 'base' and the names of earlier building steps "
-        "(fine_tune, ...). Default: every candidate built so far that this kind can measure.",
-    )
-
-
-class _BuildingStep(_ScenarioBase):
-    """A step that builds a named candidate (its `name`) from an earlier one (`from`)."""
-
-    source: SafeName = Field(
-        "base", alias="from", description="The candidate it starts from: 'base' or an earlier step's name."
-    )
-
-
-class SingleStreamScenario(_MeasuredScenario):
+class SingleStreamScenario(MeasuredStep):
     """MLPerf single-stream: one sample per query, next query issued on completion."""
 
     kind: Literal["single_stream"]
@@ -195,7 +117,7 @@ class SingleStreamScenario(_MeasuredScenario):
         )
 
 
-class OfflineScenario(_MeasuredScenario):
+class OfflineScenario(MeasuredStep):
     """MLPerf offline: all samples issued as one query, batched by the runner."""
 
     kind: Literal["offline"]
@@ -218,7 +140,7 @@ class OfflineScenario(_MeasuredScenario):
         )
 
 
-class AccuracyScenario(_MeasuredScenario):
+class AccuracyScenario(MeasuredStep):
     """Accuracy mode: every sample once through the runners' inference path, then scored."""
 
     kind: Literal["accuracy"]
@@ -237,56 +159,45 @@ class AccuracyScenario(_MeasuredScenario):
         return self
 
 
-class QualityTarget(Strict):
-    metric: Literal["accuracy", "f1_macro"] = "accuracy"
-    value: Float = Field(gt=0.0, le=1.0)
+class CompareScenario(MeasuredStep):
+    """Candidates timed side by side in alternating rounds (ABBA order), so a noisy machine's
+    drift hits all of them; per-round speed-ups vs the reference get a 95 % CI."""
 
-
-class FineTuneScenario(_BuildingStep):
-    """MLPerf-Training style: train until the quality target or the budget, timed end to end."""
-
-    kind: Literal["fine_tune"]
-    train: DatasetSpec
-    eval: DatasetSpec
-    target: QualityTarget
-    sequence_length: PosInt | None = Field(None, description="Defaults to inputs.sequence_length.")
-    batch_size: BatchSize = Field(16, description="Per process.")
-    eval_batch_size: BatchSize = 64
-    learning_rate: PosFloat = 5e-5
-    weight_decay: Float = Field(0.01, ge=0.0)
-    warmup_steps: NonNegInt = 0
-    max_steps: PosInt = 200
-    max_time_s: PosFloat | None = Field(None, description="Budget per run, evaluation included.")
-    eval_every_steps: PosInt = 20
-    runs: PosInt = Field(1, description="Repeats with seeds seed, seed+1, ...; olympic scoring.")
-    seed: Seed = 0
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
-        "auto", description="auto: bf16 (or fp16) on GPU, none on CPU."
+    kind: Literal["compare"]
+    reference: SafeName | None = Field(None, description="Default: the first candidate compared.")
+    mode: Literal["single_stream", "offline"] = Field(
+        "single_stream", description="single_stream: per-round p50 latency; offline: per-round throughput."
     )
+    batch_size: BatchSize = Field(1, description="offline mode: samples per batch.")
+    rounds: PosInt = Field(10, description="Even counts balance the order (ABBA); at least 2 for a CI.")
+    round_duration_s: PosFloat = Field(1.0, description="Time each candidate runs in each round.")
+    warmup_queries: NonNegInt = 10
 
     @model_validator(mode="after")
-    def _labels(self) -> FineTuneScenario:
-        for key in ("train", "eval"):
-            if getattr(self, key).label_column is None:
-                raise ValueError(f"{key}.label_column is required to fine-tune")
-        return self
-
-    @model_validator(mode="after")
-    def _budget(self) -> FineTuneScenario:
-        if self.warmup_steps > self.max_steps:
-            raise ValueError(
-                f"warmup_steps: {self.warmup_steps} is more than max_steps ({self.max_steps}), "
-                "so the learning rate would never finish warming up"
-            )
-        if self.seed + self.runs - 1 > MAX_SEED:
-            last = self.seed + self.runs - 1
-            raise ValueError(f"runs: the runs' seeds {self.seed} to {last} go past {MAX_SEED}")
+    def _enough(self) -> CompareScenario:
+        if self.rounds < 2:
+            raise ValueError("rounds: a ratio needs at least 2 rounds for a confidence interval")
+        if self.candidates is not None and len(self.candidates) < 2:
+            raise ValueError("candidates: name at least 2 candidates to compare")
+        if self.reference is not None and self.candidates is not None and self.reference not in self.candidates:
+            raise ValueError(f"reference: '{self.reference}' is not among candidates {self.candidates}")
         return self
 
 
+# Measuring steps first, then building steps (config/building.py); `kind` picks one, once.
 Scenario = Annotated[
-    Union[SingleStreamScenario, OfflineScenario, AccuracyScenario, FineTuneScenario],
+    Union[
+        SingleStreamScenario, OfflineScenario, AccuracyScenario, CompareScenario,
+        FineTuneScenario, DistillStep, OnnxStep, OnnxInt8Step, QuantoStep, PruneStep,
+    ],
     Field(discriminator="kind"),
+]
+
+__all__ = [
+    "AccuracyScenario", "BuildingStep", "CompareScenario", "DatasetInputs", "DatasetSpec", "DistillStep", "FineTuneScenario",
+    "Hardware", "MeasuredStep", "ModelSpec", "OfflineScenario", "OnnxInt8Step", "OnnxStep", "PruneStep",
+    "QualityTarget", "QuantoStep", "SingleStreamScenario", "Suite", "SyntheticInputs", "TrainingStep",
+    "load_suite",
 ]
 
 
@@ -308,6 +219,9 @@ class Suite(Strict):
     inputs: Inputs = Field(default_factory=SyntheticInputs)
     hardware: Hardware = Field(default_factory=Hardware)
     scenarios: list[Scenario] = Field(min_length=1)
+    reference: SafeName | None = Field(
+        None, description="The candidate the comparison table is relative to; default: the first one."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -335,7 +249,7 @@ class Suite(Strict):
                 raise ValueError(f"scenarios[{i}].name: '{BASE}' names the scenario file's own model")
         built = [BASE]  # candidates in the order they are built
         for i, sc in enumerate(self.scenarios):
-            refs = [("from", sc.source)] if isinstance(sc, _BuildingStep) else [
+            refs = [("from", sc.source)] if isinstance(sc, BuildingStep) else [
                 (f"candidates[{j}]", name) for j, name in enumerate(getattr(sc, "candidates", None) or [])
             ]
             for key, ref in refs:
@@ -344,8 +258,10 @@ class Suite(Strict):
                         f"scenarios[{i}].{key}: '{ref}' is not a candidate built before this step "
                         f"(built so far: {', '.join(built)})"
                     )
-            if isinstance(sc, _BuildingStep):
+            if isinstance(sc, BuildingStep):
                 built.append(sc.name)
+        if self.reference is not None and self.reference not in built:
+            raise ValueError(f"reference: '{self.reference}' is not a candidate (candidates: {', '.join(built)})")
         return self
 
 
