@@ -164,7 +164,7 @@ def test_offline_runner_predicts_what_accuracy_mode_scores(
         min_duration_s=0.05, min_sample_count=120,
     )
     [result] = OfflineRunner().run(scenario, context(candidate, pset, recorder))
-    assert recorder.samples == result.metrics["samples"] >= 120
+    assert recorder.samples == result.metrics.model_dump()["samples"] >= 120
     assert len(recorder.seen) >= pset.num_samples // 2  # most indices were drawn at least once
     assert_same_predictions(recorder, accuracy_predictions)
 
@@ -177,7 +177,7 @@ def test_single_stream_runner_predicts_what_accuracy_mode_scores(
         kind="single_stream", name="ss", warmup_queries=2, min_duration_s=0.01, min_query_count=80,
     )
     [result] = SingleStreamRunner().run(scenario, context(candidate, pset, recorder))
-    assert recorder.samples == result.metrics["queries"] >= 80
+    assert recorder.samples == result.metrics.model_dump()["queries"] >= 80
     assert sorted(recorder.seen) == sorted(set(result.raw["sample_indices"]))
     assert_same_predictions(recorder, accuracy_predictions)
 
@@ -200,7 +200,7 @@ def accuracy_scenario(path: Path, **kw: Any) -> AccuracyScenario:
 
 def test_accuracy_runner_reports_metrics_with_intervals(candidate, pset, data_csv, accuracy_predictions):
     [result] = AccuracyRunner().run(accuracy_scenario(data_csv), context(candidate, pset))
-    m = result.metrics
+    m = result.metrics.model_dump()
     assert result.kind == "accuracy" and result.name == "acc" and result.candidate == BASE
     assert m["n"] == 60
     for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):

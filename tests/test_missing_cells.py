@@ -383,6 +383,6 @@ def test_accuracy_result_reports_dropped_rows(tmp_path):
     pset = PerformanceSet(tensors=tensors, source=data.description, seed=0, sequence_length=SEQ)
 
     [result] = AccuracyRunner().run(accuracy_scenario(path), context(candidate, pset))
-    assert result.metrics["dropped_rows"] == {"text": 1, "label": 1}
-    assert result.metrics["n"] == 10 == len(result.raw["references"])
+    assert result.metrics.model_dump()["dropped_rows"] == {"text": 1, "label": 1}
+    assert result.metrics.model_dump()["n"] == 10 == len(result.raw["references"])
     assert any("2 rows with an empty text or label" in note for note in result.notes)

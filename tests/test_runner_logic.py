@@ -189,7 +189,7 @@ def test_count_bound_is_valid(count_bound) -> None:
 
 def test_count_bound_queries_and_times(count_bound) -> None:
     _, r = count_bound
-    m = r.metrics
+    m = r.metrics.model_dump()
     assert m["queries"] == 64
     assert r.raw["latencies_ms"] == pytest.approx([float(k) for k in range(1, 65)])
     assert r.raw["issued_s"] == pytest.approx([k * (k - 1) / 2 / 1000 for k in range(1, 65)])
@@ -201,7 +201,7 @@ def test_count_bound_queries_and_times(count_bound) -> None:
 
 def test_count_bound_latency_statistics(count_bound) -> None:
     _, r = count_bound
-    lat = r.metrics["latency_ms"]
+    lat = r.metrics.model_dump()["latency_ms"]
     assert lat["n"] == 64
     assert lat["mean_ms"] == pytest.approx(32.5)
     assert lat["stdev_ms"] == pytest.approx(18.6189867, rel=1e-7)
@@ -209,17 +209,17 @@ def test_count_bound_latency_statistics(count_bound) -> None:
     assert lat["percentiles_ms"] == pytest.approx(
         {"p50": 33.0, "p90": 58.0, "p95": 61.0, "p97": 63.0, "p99": 64.0, "p99.9": 64.0}
     )
-    assert r.metrics["target_percentile"] == 0.9
-    assert r.metrics["p90_latency_ms"] == pytest.approx(58.0)
-    assert r.metrics["early_stopping_p90_latency_ms"] == pytest.approx(64.0)
-    es = r.metrics["early_stopping"]
+    assert r.metrics.model_dump()["target_percentile"] == 0.9
+    assert r.metrics.model_dump()["target_latency_ms"] == pytest.approx(58.0)
+    assert r.metrics.model_dump()["early_stopping_latency_ms"] == pytest.approx(64.0)
+    es = r.metrics.model_dump()["early_stopping"]
     assert (es["min_queries"], es["estimate_index"], es["discarded_highest"]) == (64, 63, 0)
 
 
 def test_count_bound_compute_metrics(count_bound) -> None:
     _, r = count_bound
-    assert r.metrics["achieved_gflops_per_s"] == pytest.approx(0.030769230769)
-    assert r.metrics["mfu"] is None  # peak unknown
+    assert r.metrics.model_dump()["achieved_gflops_per_s"] == pytest.approx(0.030769230769)
+    assert r.metrics.model_dump()["mfu"] is None  # peak unknown
 
 
 def test_count_bound_warmup_not_counted(count_bound) -> None:
@@ -244,7 +244,7 @@ def test_mfu_with_known_peak() -> None:
     # Same schedule as above with a 2 TFLOP/s peak: 3.0769e7 FLOP/s / 2e12 FLOP/s = 1.5385e-5
     sc = single_stream(min_duration_s=0.05, min_query_count=64, warmup_queries=0)
     _, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=lambda k: k, peak=2.0)
-    assert r.metrics["mfu"] == pytest.approx(1.5384615e-5)
+    assert r.metrics.model_dump()["mfu"] == pytest.approx(1.5384615e-5)
 
 
 # --- single stream: stopped by min_duration_s ---------------------------------------------------
@@ -257,14 +257,14 @@ def test_duration_bound_is_valid() -> None:
     # estimate sorted[98], 2 highest discarded.
     sc = single_stream(min_duration_s=0.995, min_query_count=64, warmup_queries=0)
     model, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=10)
-    assert r.metrics["queries"] == 101
-    assert r.metrics["final_query_issued_s"] == pytest.approx(1.0)
-    assert r.metrics["duration_s"] == pytest.approx(1.01)
-    assert r.metrics["qps_with_overhead"] == pytest.approx(100.0)  # 100 / 1.0 s
-    assert r.metrics["qps_without_overhead"] == pytest.approx(100.0)  # 1000 / 10 ms
-    es = r.metrics["early_stopping"]
+    assert r.metrics.model_dump()["queries"] == 101
+    assert r.metrics.model_dump()["final_query_issued_s"] == pytest.approx(1.0)
+    assert r.metrics.model_dump()["duration_s"] == pytest.approx(1.01)
+    assert r.metrics.model_dump()["qps_with_overhead"] == pytest.approx(100.0)  # 100 / 1.0 s
+    assert r.metrics.model_dump()["qps_without_overhead"] == pytest.approx(100.0)  # 1000 / 10 ms
+    es = r.metrics.model_dump()["early_stopping"]
     assert (es["estimate_index"], es["discarded_highest"]) == (98, 2)
-    assert r.metrics["early_stopping_p90_latency_ms"] == pytest.approx(10.0)
+    assert r.metrics.model_dump()["early_stopping_latency_ms"] == pytest.approx(10.0)
     assert flags(r) == {
         "result": "VALID",
         "min_duration_satisfied": True,
@@ -285,8 +285,8 @@ def test_too_few_queries_for_early_stopping_is_invalid() -> None:
     # early-stopping estimate needs 64 queries: INVALID, 58 more needed.
     sc = single_stream(min_duration_s=0.045, min_query_count=5, warmup_queries=0)
     _, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=10)
-    assert r.metrics["queries"] == 6
-    assert r.metrics["final_query_issued_s"] == pytest.approx(0.05)
+    assert r.metrics.model_dump()["queries"] == 6
+    assert r.metrics.model_dump()["final_query_issued_s"] == pytest.approx(0.05)
     assert flags(r) == {
         "result": "INVALID",
         "min_duration_satisfied": True,
@@ -295,8 +295,8 @@ def test_too_few_queries_for_early_stopping_is_invalid() -> None:
         "convergence_satisfied": None,
         "reduced_settings": True,
     }
-    assert r.metrics["early_stopping_p90_latency_ms"] is None
-    assert r.metrics["early_stopping"]["estimate_index"] is None
+    assert r.metrics.model_dump()["early_stopping_latency_ms"] is None
+    assert r.metrics.model_dump()["early_stopping"]["estimate_index"] is None
     (es_rec,) = [rec for rec in r.validity.recommendations if "early-stopping" in rec]
     assert "need at least 64" in es_rec and "58 more" in es_rec
 
@@ -311,11 +311,11 @@ def test_cut_short_by_max_duration_is_invalid() -> None:
     _, (r,) = run_with_fake_clock(
         SingleStreamRunner(), sc, measured_ms=lambda k: 1000 if k == 80 else 10
     )
-    assert r.metrics["queries"] == 80
-    assert r.metrics["final_query_issued_s"] == pytest.approx(0.79)
-    assert r.metrics["duration_s"] == pytest.approx(1.79)
-    assert r.metrics["p90_latency_ms"] == pytest.approx(10.0)
-    assert r.metrics["early_stopping_p90_latency_ms"] == pytest.approx(1000.0)
+    assert r.metrics.model_dump()["queries"] == 80
+    assert r.metrics.model_dump()["final_query_issued_s"] == pytest.approx(0.79)
+    assert r.metrics.model_dump()["duration_s"] == pytest.approx(1.79)
+    assert r.metrics.model_dump()["target_latency_ms"] == pytest.approx(10.0)
+    assert r.metrics.model_dump()["early_stopping_latency_ms"] == pytest.approx(1000.0)
     assert flags(r) == {
         "result": "INVALID",
         "min_duration_satisfied": False,
@@ -334,7 +334,7 @@ def test_cut_short_before_min_query_count_is_invalid() -> None:
     # min_query_count=200 fails; early stopping holds (100 >= 64 queries).
     sc = single_stream(min_duration_s=0.005, min_query_count=200, warmup_queries=0, max_duration_s=0.995)
     _, (r,) = run_with_fake_clock(SingleStreamRunner(), sc, measured_ms=10)
-    assert r.metrics["queries"] == 100
+    assert r.metrics.model_dump()["queries"] == 100
     assert flags(r) == {
         "result": "INVALID",
         "min_duration_satisfied": True,
@@ -376,9 +376,9 @@ def test_offline_one_result_per_batch_size(offline_sweep) -> None:
 
 def test_offline_samples_and_batches(offline_sweep) -> None:
     model, (r1, r4) = offline_sweep
-    assert (r1.metrics["samples"], r1.metrics["batches"]) == (30, 30)
+    assert (r1.metrics.model_dump()["samples"], r1.metrics.model_dump()["batches"]) == (30, 30)
     assert r1.raw["batch_sizes"] == [1] * 30
-    assert (r4.metrics["samples"], r4.metrics["batches"]) == (79, 20)
+    assert (r4.metrics.model_dump()["samples"], r4.metrics.model_dump()["batches"]) == (79, 20)
     assert r4.raw["batch_sizes"] == [4] * 19 + [3]
     assert len(r1.raw["warmup_batch_s"]) == len(r4.raw["warmup_batch_s"]) == 32
     # what the model saw, in order: per batch size, full warm-up batches outside the measured
@@ -390,18 +390,18 @@ def test_offline_samples_and_batches(offline_sweep) -> None:
 
 def test_offline_throughput(offline_sweep) -> None:
     _, (r1, r4) = offline_sweep
-    assert r1.metrics["duration_s"] == pytest.approx(0.96)
-    assert r1.metrics["throughput_samples_per_s"] == pytest.approx(31.25)
-    assert r1.metrics["throughput_tokens_per_s"] == pytest.approx(250.0)  # 31.25 * 8 tokens
-    assert r4.metrics["duration_s"] == pytest.approx(0.64)
-    assert r4.metrics["throughput_samples_per_s"] == pytest.approx(123.4375)
-    assert r4.metrics["throughput_tokens_per_s"] == pytest.approx(987.5)
+    assert r1.metrics.model_dump()["duration_s"] == pytest.approx(0.96)
+    assert r1.metrics.model_dump()["throughput_samples_per_s"] == pytest.approx(31.25)
+    assert r1.metrics.model_dump()["throughput_tokens_per_s"] == pytest.approx(250.0)  # 31.25 * 8 tokens
+    assert r4.metrics.model_dump()["duration_s"] == pytest.approx(0.64)
+    assert r4.metrics.model_dump()["throughput_samples_per_s"] == pytest.approx(123.4375)
+    assert r4.metrics.model_dump()["throughput_tokens_per_s"] == pytest.approx(987.5)
     assert r4.raw["batch_completed_s"] == pytest.approx([0.032 * i for i in range(1, 21)])
-    assert r4.metrics["batch_latency_ms"]["mean_ms"] == pytest.approx(32.0)
-    assert r4.metrics["batch_latency_ms"]["percentiles_ms"]["p90"] == pytest.approx(32.0)
+    assert r4.metrics.model_dump()["batch_latency_ms"]["mean_ms"] == pytest.approx(32.0)
+    assert r4.metrics.model_dump()["batch_latency_ms"]["percentiles_ms"]["p90"] == pytest.approx(32.0)
     # 1e6 FLOP/sample * 123.4375 samples/s = 0.1234375 GFLOP/s
-    assert r4.metrics["achieved_gflops_per_s"] == pytest.approx(0.1234375)
-    assert r4.metrics["mfu"] is None
+    assert r4.metrics.model_dump()["achieved_gflops_per_s"] == pytest.approx(0.1234375)
+    assert r4.metrics.model_dump()["mfu"] is None
 
 
 def test_offline_sweep_is_valid(offline_sweep) -> None:
@@ -424,8 +424,8 @@ def test_offline_faster_after_calibration_is_invalid() -> None:
     sc = offline(batch_sizes=[1], min_duration_s=0.5, min_sample_count=30, warmup_batches=2)
     _, (r,) = run_with_fake_clock(OfflineRunner(), sc, measured_ms=16, warm_ms=64)
     assert len(r.raw["warmup_batch_s"]) == 16
-    assert r.metrics["samples"] == 30
-    assert r.metrics["duration_s"] == pytest.approx(0.48)
+    assert r.metrics.model_dump()["samples"] == 30
+    assert r.metrics.model_dump()["duration_s"] == pytest.approx(0.48)
     assert flags(r) == {
         "result": "INVALID",
         "min_duration_satisfied": False,
@@ -444,9 +444,9 @@ def test_offline_slower_after_calibration_is_valid() -> None:
     sc = offline(batch_sizes=[2], min_duration_s=0.05, min_sample_count=10, warmup_batches=2)
     _, (r,) = run_with_fake_clock(OfflineRunner(), sc, measured_ms=50, warm_ms=10)
     assert len(r.raw["warmup_batch_s"]) == 50
-    assert r.metrics["samples"] == 13
+    assert r.metrics.model_dump()["samples"] == 13
     assert r.raw["batch_sizes"] == [2] * 6 + [1]
-    assert r.metrics["duration_s"] == pytest.approx(0.35)
+    assert r.metrics.model_dump()["duration_s"] == pytest.approx(0.35)
     assert flags(r)["result"] == "VALID"
     assert flags(r)["min_duration_satisfied"] is True
 

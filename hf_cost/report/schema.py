@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "2.0"
+from hf_cost.report.comparison import Comparison
+from hf_cost.report.metrics import (
+    MEASURED,
+    AccuracyMetrics,
+    CompareMetrics,
+    OfflineMetrics,
+    SingleStreamMetrics,
+)
+
+SCHEMA_VERSION = "3.0"
 
 
 class _Out(BaseModel):
@@ -60,12 +69,31 @@ class ScenarioResult(_Out):
     name: str = Field(description="Scenario name; offline sweep points are 'NAME[bs=B]'")
     kind: str
     candidate: str = Field(description="The candidate measured, or built: 'base' or a building step's name")
+    status: Literal["ok", "failed"] = Field(
+        "ok", description="failed: the step raised; `error` says why, and no figures are given"
+    )
+    error: str | None = Field(None, description="Why the step failed (one line), when status is failed")
     settings: dict[str, Any] = Field(description="The scenario's validated settings, plus per-point ones")
-    metrics: dict[str, Any] = Field(description="Summary figures; units in the key names")
+    metrics: SingleStreamMetrics | OfflineMetrics | AccuracyMetrics | CompareMetrics | dict[str, Any] = Field(
+        union_mode="left_to_right",
+        description="Summary figures, units in the names: typed for single_stream, offline and "
+        "accuracy (report/metrics.py); a building step's own figures otherwise",
+    )
     validity: Validity | None = None
     memory: dict[str, Any] = Field(default_factory=dict)
     raw: dict[str, list[Any]] = Field(description="Raw per-query / per-batch samples the metrics come from")
     notes: list[str] = Field(default_factory=list)
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_metrics(cls, data: Any) -> Any:
+        """A measuring kind's metrics are validated as that kind's model, never guessed."""
+        if isinstance(data, dict) and data.get("status", "ok") == "ok" and data.get("kind") in MEASURED:
+            metrics = data.get("metrics")
+            if isinstance(metrics, dict):
+                data = {**data, "metrics": MEASURED[data["kind"]].model_validate(metrics)}
+        return data
 
 
 class FlopsInfo(_Out):
@@ -117,3 +145,6 @@ class RunResult(_Out):
     peak_tflops: float | None = Field(None, description="Peak used for MFU, and where it came from in peak_source")
     peak_source: str = "peak unknown"
     scenarios: list[ScenarioResult]
+    comparison: Comparison | None = Field(
+        None, description="The candidates side by side, relative to the reference (report/comparison.py)"
+    )

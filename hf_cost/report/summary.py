@@ -6,6 +6,7 @@ Each row carries its n, spread and validity, so no printed number stands alone.
 from __future__ import annotations
 
 
+from hf_cost.measure.latency import percentile_key
 from hf_cost.report.schema import ScenarioResult
 
 COLUMNS = ("scenario", "n", "headline", "spread", "validity", "peak RSS Δ")
@@ -27,33 +28,52 @@ def _dropped(counts: dict[str, int] | None) -> str:
 
 
 def summary_row(r: ScenarioResult) -> dict[str, str]:
+    if r.status == "failed":
+        label = r.name if r.candidate == r.name else f"{r.name} ({r.candidate})"
+        return {"scenario": label, "n": "—", "headline": f"FAILED: {r.error}", "spread": "—",
+                "validity": "FAILED", "peak RSS Δ": "—"}
     m = r.metrics
     if r.kind == "single_stream":
-        lat = m["latency_ms"]
-        tkey = next(k for k in m if k.startswith("early_stopping_p"))
+        lat = m.latency_ms
+        pct = lat.percentiles_ms
+        target = percentile_key(m.target_percentile)
         headline = (
-            f"p50 {_fmt(lat['percentiles_ms']['p50'])} ms · p90 {_fmt(lat['percentiles_ms']['p90'])} ms · "
-            f"p99 {_fmt(lat['percentiles_ms']['p99'])} ms · ES {tkey.split('_')[2]} {_fmt(m[tkey])} ms"
+            f"p50 {_fmt(pct['p50'])} ms · p90 {_fmt(pct['p90'])} ms · p99 {_fmt(pct['p99'])} ms · "
+            f"ES {target} {_fmt(m.early_stopping_latency_ms)} ms"
         )
-        spread = f"mean {_fmt(lat['mean_ms'])} ± {_fmt(lat['stdev_ms'])} ms (sd), min {_fmt(lat['min_ms'])}, max {_fmt(lat['max_ms'])}"
-        n = f"{m['queries']} queries"
+        spread = f"mean {_fmt(lat.mean_ms)} ± {_fmt(lat.stdev_ms)} ms (sd), min {_fmt(lat.min_ms)}, max {_fmt(lat.max_ms)}"
+        n = f"{m.queries} queries"
     elif r.kind == "offline":
-        lat = m["batch_latency_ms"]
-        headline = f"{_fmt(m['throughput_samples_per_s'], digits=1)} samples/s"
+        lat = m.batch_latency_ms
+        headline = f"{_fmt(m.throughput_samples_per_s, digits=1)} samples/s"
         spread = (
-            f"batch p50 {_fmt(lat['percentiles_ms']['p50'])} ms, p90 {_fmt(lat['percentiles_ms']['p90'])} ms, "
-            f"sd {_fmt(lat['stdev_ms'])} ms over {m['batches']} batches; {_fmt(m['duration_s'], ' s', 1)}"
+            f"batch p50 {_fmt(lat.percentiles_ms['p50'])} ms, p90 {_fmt(lat.percentiles_ms['p90'])} ms, "
+            f"sd {_fmt(lat.stdev_ms)} ms over {m.batches} batches; {_fmt(m.duration_s, ' s', 1)}"
         )
-        n = f"{m['samples']} samples"
+        n = f"{m.samples} samples"
     elif r.kind == "accuracy":
-        acc, f1 = m["accuracy"], m["f1_macro"]
-        headline = f"accuracy {acc['value']:.4f} · macro-F1 {f1['value']:.4f}"
+        acc, f1 = m.accuracy, m.f1_macro
+        headline = f"accuracy {acc.value:.4f} · macro-F1 {f1.value:.4f}"
         spread = (
-            f"95% CI accuracy [{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], "
-            f"F1 [{f1['ci_low']:.4f}, {f1['ci_high']:.4f}] (bootstrap)"
+            f"95% CI accuracy [{acc.ci_low:.4f}, {acc.ci_high:.4f}], "
+            f"F1 [{f1.ci_low:.4f}, {f1.ci_high:.4f}] (bootstrap)"
         )
-        n = f"{m['n']} samples" + _dropped(m.get("dropped_rows"))
-    else:  # fine_tune
+        n = f"{m.n} samples" + _dropped(m.dropped_rows)
+    elif r.kind == "compare":
+        figure = "p50" if m.mode == "single_stream" else "throughput"
+        unit = " ms" if m.mode == "single_stream" else " samples/s"
+        s = m.speedup_vs_reference
+        headline = f"reference ({m.reference})" if s is None else (
+            f"speed-up {s.ratio_geomean:.2f}x vs {m.reference}"
+            + ("" if s.ci_low is None else f" (95% CI {s.ci_low:.2f}–{s.ci_high:.2f})")
+        )
+        spread = f"per-round {figure} {min(m.per_round):.2f}–{max(m.per_round):.2f}{unit} over {m.rounds} rounds"
+        n = f"{m.latency_ms.n} {'queries' if m.mode == 'single_stream' else 'batches'}, {m.rounds} rounds"
+    elif "time_to_target_s" not in m:  # a variant built without training (onnx, quanto, prune)
+        headline = f"built in {_fmt(m.get('build_time_s'), ' s', 1)}"
+        spread = r.notes[0] if r.notes else "—"
+        n = "1 build"
+    else:  # a building step that trains (fine_tune, distill)
         ttt = m["time_to_target_s"]
         headline = (
             f"time to target {_fmt(ttt, ' s', 1)}; {_fmt(m['train_samples_per_s'], ' samples/s', 1)}, "

@@ -7,7 +7,7 @@ from typing import Any
 
 from hf_cost.config.schema import SingleStreamScenario
 from hf_cost.measure.early_stopping import early_stopping_estimate
-from hf_cost.measure.latency import LatencyStats, percentile, percentile_key
+from hf_cost.measure.latency import LatencyStats, percentile
 from hf_cost.report.schema import ScenarioResult, Validity
 from hf_cost.runners.base import RunContext, Runner, clock
 
@@ -95,15 +95,14 @@ class SingleStreamRunner(Runner):
             recommendations=recs,
         )
         qps_without_overhead = 1e3 / stats.mean_ms
-        tkey = percentile_key(scenario.target_percentile)
         metrics: dict[str, Any] = {
             "queries": n,
             "duration_s": final_issue + latencies_ms[-1] / 1e3,
             "final_query_issued_s": final_issue,
             "latency_ms": stats.to_dict(),
             "target_percentile": scenario.target_percentile,
-            f"{tkey}_latency_ms": percentile(ordered, scenario.target_percentile),
-            f"early_stopping_{tkey}_latency_ms": es.estimate_ms,
+            "target_latency_ms": percentile(ordered, scenario.target_percentile),
+            "early_stopping_latency_ms": es.estimate_ms,
             "early_stopping": {
                 "confidence": 0.99,
                 "tolerance": 0.0,
