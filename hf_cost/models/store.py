@@ -31,6 +31,7 @@ class CandidateStore:
     prepared: Any  # pipeline.Prepared
     progress: Any
     entries: dict[str, _Entry] = field(default_factory=dict)  # in build order
+    failures: dict[str, str] = field(default_factory=dict)  # candidates whose building step failed: reason
 
     def __post_init__(self) -> None:
         c = self.prepared.checkpoint
@@ -51,7 +52,16 @@ class CandidateStore:
             return list(self.entries)
         return [n for n in self.entries if self.prepared.labels.get(n) is not None]
 
+    def fail(self, name: str, reason: str) -> None:
+        """Record that the step building ``name`` failed; steps that need it skip it."""
+        self.failures[name] = reason
+
+    def failed(self, name: str) -> str | None:
+        return self.failures.get(name)
+
     def checkpoint_of(self, name: str) -> Any:
+        if name in self.failures:
+            raise UserError(f"candidate '{name}' was not built ({self.failures[name]})", where="from")
         entry = self.entries[name]
         if entry.checkpoint is None:
             raise UserError(f"candidate '{name}' has no transformers checkpoint to start from", where="from")
@@ -67,6 +77,8 @@ class CandidateStore:
             entry.checkpoint = resolve_checkpoint(spec)
             final = output.final_path(built.checkpoint_dir) if output is not None else built.checkpoint_dir
             entry.final_path = str(final)
+        elif built.files_dir is not None:
+            entry.final_path = str(output.final_path(built.files_dir) if output is not None else built.files_dir)
         self.entries[built.name] = entry
 
     def infos(self) -> dict[str, Any]:

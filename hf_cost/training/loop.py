@@ -19,6 +19,9 @@ from hf_cost.progress import Progress
 from hf_cost.runners.accuracy import predict
 from hf_cost.runners.base import clock
 
+# (model, inputs, labels) -> the scalar loss to back-propagate
+LossHook = Callable[[Any, dict[str, Any], Any], Any]
+
 
 @dataclass
 class TrainData:
@@ -69,8 +72,13 @@ def train_once(
     data: TrainData,
     seed: int,
     progress: Progress,
+    loss_fn: LossHook | None = None,
 ) -> tuple[RunRecord, Any]:
-    """Train one model from ``make_model()``; return its record and the unwrapped model."""
+    """Train one model from ``make_model()``; return its record and the unwrapped model.
+
+    The loss is the model's own (``model(**inputs, labels=labels).loss``) unless ``loss_fn``
+    is given: then ``loss_fn(model, inputs, labels)`` (distillation runs its teacher there).
+    """
     import torch
     from accelerate.utils import broadcast_object_list, set_seed
     from torch.utils.data import DataLoader, TensorDataset
@@ -116,8 +124,11 @@ def train_once(
             raise_if_interrupted()
             model.train()
             inputs = dict(zip(keys, batch[:-1]))
-            out = model(**inputs, labels=batch[-1])
-            accelerator.backward(out.loss)
+            if loss_fn is None:
+                loss = model(**inputs, labels=batch[-1]).loss
+            else:
+                loss = loss_fn(model, inputs, batch[-1])
+            accelerator.backward(loss)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
@@ -125,7 +136,7 @@ def train_once(
             local_samples += int(batch[-1].shape[0])
             local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
             now = clock() - start
-            record.loss_curve.append([record.steps, now, float(out.loss.detach())])
+            record.loss_curve.append([record.steps, now, float(loss.detach())])
             if record.steps % scenario.eval_every_steps == 0 or record.steps == scenario.max_steps:
                 t_eval = clock()
                 quality = evaluate()

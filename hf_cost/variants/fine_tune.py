@@ -3,6 +3,10 @@
 Runs `runs` times with seeds seed, seed+1, ... and scores time-to-target the
 MLPerf-Training way (olympic). The model of the first converged run (else the last)
 is saved under <output>/checkpoints/<name>/ and becomes the candidate `<name>`.
+
+The pieces every training step needs (the context, data preparation, the seeded runs, saving
+and result assembly: `fine_tune_context`, `prepare_training`, `train_runs`, `_finish`) are
+shared with distill (variants/distill.py), which trains a student through the same loop.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from hf_cost.config.schema import FineTuneScenario, ModelSpec
 from hf_cost.models.resolve import ResolvedCheckpoint
 from hf_cost.progress import Progress
 from hf_cost.report.schema import ScenarioResult, Validity
-from hf_cost.training.loop import RunRecord
+from hf_cost.training.loop import RunRecord, TrainData
 from hf_cost.training.olympic import olympic_score
 from hf_cost.variants.registry import BuildContext, Builder, Built, Plan
 
@@ -43,6 +47,86 @@ def mixed_precision_for(scenario: FineTuneScenario, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+@dataclass
+class TrainingSetup:
+    """What every run of a training step (fine_tune, distill) shares: the accelerator and data."""
+
+    accelerator: Any
+    device: str
+    precision: str
+    seq: int
+    train: Any  # data.labelled.LabelledSet
+    evalset: Any
+    data: TrainData
+
+
+def fine_tune_context(step: Any, ctx: BuildContext) -> FineTuneContext:
+    from hf_cost.measure.memory import current_rss_bytes
+
+    store, output = ctx.store, ctx.output
+    return FineTuneContext(
+        spec=store.spec,
+        checkpoint=store.checkpoint_of(step.source),
+        sequence_length=store.suite.inputs.sequence_length,
+        checkpoints_dir=output.path_in_stage("checkpoints") if output else None,
+        final_path=output.final_path if output else None,
+        baseline_rss_bytes=current_rss_bytes(),
+        progress=ctx.progress,
+        where=ctx.where,
+    )
+
+
+def prepare_training(scenario: Any, ctx: FineTuneContext, label_names: list[str] | None = None) -> TrainingSetup:
+    """The accelerator and the tokenised train/eval sets; labels from the data unless given."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoTokenizer
+
+    from hf_cost.data.labelled import load_labelled
+    from hf_cost.data.performance_set import PerformanceSet
+    from hf_cost.models.load import pick_device
+
+    device = pick_device(ctx.spec.device)
+    precision = mixed_precision_for(scenario, device)
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=precision)
+    seq = scenario.sequence_length or ctx.sequence_length
+    train = load_labelled(scenario.train, f"{ctx.where}.train", label_names)
+    evalset = load_labelled(scenario.eval, f"{ctx.where}.eval", train.label_names)
+    tokenizer = AutoTokenizer.from_pretrained(ctx.checkpoint.reference, **ctx.checkpoint.pretrained_kwargs())
+    eval_tensors = {k: v.to(accelerator.device) for k, v in evalset.tokenize(tokenizer, seq).items()}
+    data = TrainData(
+        tensors=train.tokenize(tokenizer, seq),
+        labels=torch.tensor(train.labels, dtype=torch.long),
+        eval_set=PerformanceSet(eval_tensors, evalset.description, scenario.eval.seed, seq),
+        eval_labels=evalset.labels,
+        tokenizer=tokenizer,
+    )
+    return TrainingSetup(accelerator, device, precision, seq, train, evalset, data)
+
+
+def train_runs(
+    scenario: Any, ctx: FineTuneContext, setup: TrainingSetup, make_model: Any, loss_fn: Any = None
+) -> tuple[list[RunRecord], Any, int]:
+    """`runs` runs with seeds seed, seed+1, ...; the model of the first converged run (else the last)."""
+    import torch
+
+    from hf_cost.measure.memory import track_peak_memory
+    from hf_cost.training.loop import train_once
+
+    records, keep_model, kept_run = [], None, 0
+    for i in range(scenario.runs):
+        seed = scenario.seed + i
+        ctx.progress.say(f"[{scenario.name}] run {i + 1}/{scenario.runs} (seed {seed})")
+        cuda = torch.device(setup.device) if setup.device.startswith("cuda") else None
+        with track_peak_memory(ctx.baseline_rss_bytes, cuda) as mem:
+            record, model = train_once(scenario, setup.accelerator, make_model, setup.data, seed, ctx.progress, loss_fn)
+        record.memory = mem.to_dict()
+        records.append(record)
+        if keep_model is None and (record.converged or i == scenario.runs - 1):
+            keep_model, kept_run = model, i
+    return records, keep_model, kept_run
+
+
 class FineTuneBuilder(Builder):
     kind = "fine_tune"
     all_processes = True  # under `accelerate launch`, every process trains
@@ -55,20 +139,7 @@ class FineTuneBuilder(Builder):
         return labels
 
     def build(self, step: FineTuneScenario, ctx: BuildContext) -> Built | None:
-        from hf_cost.measure.memory import current_rss_bytes
-
-        store, output = ctx.store, ctx.output
-        ft = FineTuneContext(
-            spec=store.spec,
-            checkpoint=store.checkpoint_of(step.source),
-            sequence_length=store.suite.inputs.sequence_length,
-            checkpoints_dir=output.path_in_stage("checkpoints") if output else None,
-            final_path=output.final_path if output else None,
-            baseline_rss_bytes=current_rss_bytes(),
-            progress=ctx.progress,
-            where=ctx.where,
-        )
-        result, path = self.run(step, ft)
+        result, path = self.run(step, fine_tune_context(step, ctx))
         if path is None:
             return None
         return Built(
@@ -77,54 +148,30 @@ class FineTuneBuilder(Builder):
         )
 
     def run(self, scenario: FineTuneScenario, ctx: FineTuneContext) -> tuple[ScenarioResult, Path | None]:
-        import torch
-        from accelerate import Accelerator
-        from transformers import AutoTokenizer
-
-        from hf_cost.data.labelled import load_labelled
-        from hf_cost.data.performance_set import PerformanceSet
-        from hf_cost.measure.memory import track_peak_memory
-        from hf_cost.models.load import pick_device
-        from hf_cost.training.loop import TrainData, train_once
-
-        device = pick_device(ctx.spec.device)
-        precision = mixed_precision_for(scenario, device)
-        accelerator = Accelerator(cpu=device == "cpu", mixed_precision=precision)
-        seq = scenario.sequence_length or ctx.sequence_length
-        train = load_labelled(scenario.train, f"{ctx.where}.train")
-        labels = train.label_names
-        evalset = load_labelled(scenario.eval, f"{ctx.where}.eval", labels)
-        tokenizer = AutoTokenizer.from_pretrained(ctx.checkpoint.reference, **ctx.checkpoint.pretrained_kwargs())
-        eval_tensors = {k: v.to(accelerator.device) for k, v in evalset.tokenize(tokenizer, seq).items()}
-        data = TrainData(
-            tensors=train.tokenize(tokenizer, seq),
-            labels=torch.tensor(train.labels, dtype=torch.long),
-            eval_set=PerformanceSet(eval_tensors, evalset.description, scenario.eval.seed, seq),
-            eval_labels=evalset.labels,
-            tokenizer=tokenizer,
-        )
+        setup = prepare_training(scenario, ctx)
+        train, evalset, labels = setup.train, setup.evalset, setup.train.label_names
         make_model = self._model_factory(ctx, labels)
-        flops = self._training_flops(make_model, data, scenario.batch_size)
+        flops = self._training_flops(make_model, setup.data, scenario.batch_size)
         ctx.progress.say(
             f"[{scenario.name}] fine-tuning on {len(train)} samples ({train.description}), "
-            f"evaluating on {len(evalset)} ({evalset.description}); {accelerator.num_processes} "
-            f"process(es), mixed precision {precision}, target {scenario.target.metric} >= {scenario.target.value}"
+            f"evaluating on {len(evalset)} ({evalset.description}); {setup.accelerator.num_processes} "
+            f"process(es), mixed precision {setup.precision}, "
+            f"target {scenario.target.metric} >= {scenario.target.value}"
         )
-        records, keep_model = [], None
-        for i in range(scenario.runs):
-            seed = scenario.seed + i
-            ctx.progress.say(f"[{scenario.name}] run {i + 1}/{scenario.runs} (seed {seed})")
-            cuda = torch.device(device) if device.startswith("cuda") else None
-            with track_peak_memory(ctx.baseline_rss_bytes, cuda) as mem:
-                record, model = train_once(scenario, accelerator, make_model, data, seed, ctx.progress)
-            record.memory = mem.to_dict()
-            records.append(record)
-            if keep_model is None and (record.converged or i == scenario.runs - 1):
-                keep_model, kept_run = model, i
-        saved = self._save(keep_model, tokenizer, scenario.name or self.kind, ctx, accelerator)
+        records, keep_model, kept_run = train_runs(scenario, ctx, setup, make_model)
+        return self._finish(scenario, ctx, setup, records, keep_model, kept_run, flops)
+
+    def _finish(
+        self, scenario: Any, ctx: FineTuneContext, setup: TrainingSetup, records: list[RunRecord],
+        keep_model: Any, kept_run: int, flops: dict[str, Any],
+    ) -> tuple[ScenarioResult, Path | None]:
+        """Save the kept model into staging and assemble the result (shared with distill)."""
+        train, evalset = setup.train, setup.evalset
+        saved = self._save(keep_model, setup.data.tokenizer, scenario.name or self.kind, ctx, setup.accelerator)
         saved_as = None if saved is None else str(ctx.final_path(saved) if ctx.final_path else saved)
         result = self._result(
-            scenario, records, flops, labels, precision, accelerator.num_processes, kept_run, saved_as, seq
+            scenario, records, flops, train.label_names, setup.precision, setup.accelerator.num_processes,
+            kept_run, saved_as, setup.seq,
         )
         result.metrics["dropped_rows"] = {"train": train.dropped, "eval": evalset.dropped}
         result.notes.append(f"train: {train.description}; eval: {evalset.description}")
