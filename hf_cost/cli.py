@@ -16,6 +16,9 @@ from hf_cost.output import Interrupted
 DEFAULT_OUTPUT_ROOT = Path("results")
 
 
+EXIT_STEP_FAILED = 3  # the run completed and wrote its results, but some step failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     raw_argv = sys.argv[1:] if argv is None else argv
@@ -111,6 +114,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             _write_staged(result, output)
             replaced = output.commit(result.created_utc)
             _print_outcome(result, output, replaced)
+            failed = [f"{r.name} ({r.candidate})" for r in result.scenarios if r.status == "failed"]
+            if failed:
+                print(f"error: {len(failed)} step(s) FAILED: {', '.join(failed)}; every other step's "
+                      "results were written", file=sys.stderr)
+                return EXIT_STEP_FAILED
         except Interrupted as exc:
             if output.committed:
                 exc.kept_in = output.root

@@ -15,6 +15,7 @@ from typing import Any
 from hf_cost.config.schema import Suite, load_suite
 from hf_cost.distributed import is_main_process
 from hf_cost.errors import ConfigError, UserError
+from hf_cost.models.candidate import BASE
 from hf_cost.models.resolve import ResolvedCheckpoint, resolve_checkpoint
 from hf_cost.progress import Progress
 
@@ -79,6 +80,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
     from hf_cost.measure.environment import collect_environment
     from hf_cost.models.load import pick_device
     from hf_cost.models.store import CandidateStore
+    from hf_cost.report.comparison import build_comparison
     from hf_cost.report.schema import RunResult
     from hf_cost.runners import RUNNERS
     from hf_cost.variants.registry import BuildContext, builders
@@ -98,7 +100,12 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
             if not (main_process or builder.all_processes):
                 continue
             ctx = BuildContext(store=store, output=output, progress=progress, where=where)
-            built = _in_file(prepared.path, lambda: builder.build(step, ctx))
+            try:
+                built = _in_file(prepared.path, lambda: builder.build(step, ctx))
+            except Exception as exc:  # one variant that cannot be built does not sink the others
+                results.append(_failed(step.name, step.kind, step.name, exc, progress))
+                store.fail(step.name, results[-1].error)
+                continue
             if built is not None:
                 store.add(built, output)
                 results += [built.result] if built.result is not None else []
@@ -106,13 +113,35 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
         if not main_process:
             continue
         runner = RUNNERS[step.kind]()
+        names = []
         for name in step.candidates or store.names(needs_head=runner.needs_head):
+            if store.failed(name):
+                progress.say(f"[{step.name}] skipping {name}: it was not built ({store.failed(name)})")
+            else:
+                names.append(name)
+        if runner.multi:
+            contexts = [_in_file(prepared.path, lambda: store.context(n)) for n in names]
+            for c in contexts:
+                c.where = where
+            try:
+                results += _in_file(prepared.path, lambda: runner.run_many(step, contexts))
+            except Exception as exc:
+                results.append(_failed(step.name, step.kind, ", ".join(names), exc, progress))
+            continue
+        for name in names:
             run_ctx = _in_file(prepared.path, lambda: store.context(name))
             run_ctx.where = where
-            results += _in_file(prepared.path, lambda: runner.run(step, run_ctx))
+            try:
+                results += _in_file(prepared.path, lambda: runner.run(step, run_ctx))
+            except Exception as exc:
+                if name == BASE and isinstance(exc, UserError):
+                    raise  # the scenario file's own model: bad input, one line, exit 2
+                results.append(_failed(step.name, step.kind, name, exc, progress))
     if not main_process:
         return None
     first = store.first_context()
+    candidates = store.infos()
+    built_by = {s.name: s.name for s in suite.scenarios if s.kind in building}
     return RunResult(
         hf_cost_version=_version(),
         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -120,11 +149,25 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
         suite=suite.model_dump(mode="json", by_alias=True),
         environment=collect_environment(),
         model=_checkpoint_info(prepared),
-        candidates=store.infos(),
+        candidates=candidates,
+        comparison=build_comparison(results, candidates, suite.reference, built_by),
         inputs=first.perf_set.describe() if first else suite.inputs.model_dump(mode="json"),
         peak_tflops=first.peak_tflops if first else None,
         peak_source=first.peak_source if first else "peak unknown",
         scenarios=results,
+    )
+
+
+def _failed(name: str, kind: str, candidate: str, exc: Exception, progress: Progress) -> Any:
+    """The result row of a step that failed: the reason in one line, no figures."""
+    from hf_cost.report.schema import ScenarioResult
+
+    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    reason = " ".join(reason.split())[:500]
+    progress.say(f"[{name}] FAILED for {candidate}: {reason}")
+    return ScenarioResult(
+        name=name, kind=kind, candidate=candidate, status="failed", error=reason,
+        settings={}, metrics={}, raw={}, notes=["the step failed; every other step still ran"],
     )
 
 

@@ -28,3 +28,14 @@ def print_summary(result: RunResult) -> None:
                 escape(f"{name}: FLOPs/sample measured {gflop(f.measured_per_sample)}, analytic {analytic}")
             )
     console.print(f"MFU peak: {result.peak_source}")
+    if result.comparison is not None:
+        from hf_cost.report.comparison_rows import COMPARISON_COLUMNS, comparison_rows
+
+        keep = ("candidate", "what", "on disk", "p50 (n)", "interleaved speed-up", "accuracy", "Δ accuracy vs ref")
+        cmp_table = Table(title=escape(f"candidates compared (reference: {result.comparison.reference})"))
+        for col in keep:
+            cmp_table.add_column(col, overflow="fold")
+        for row in comparison_rows(result.comparison):
+            cmp_table.add_row(*(escape(row[c]) for c in keep))
+        console.print(cmp_table)
+        console.print(f"the other {len(COMPARISON_COLUMNS) - len(keep)} columns are in report.md")

@@ -56,19 +56,29 @@ def render_markdown(result: RunResult) -> str:
     for r in result.scenarios:
         row = summary_row(r)
         lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |")
+    if result.comparison is not None:
+        from hf_cost.report.comparison_rows import COMPARISON_COLUMNS, comparison_rows
+
+        lines += ["", f"## Candidates compared (reference: {result.comparison.reference})", "",
+                  "| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
+        for row in comparison_rows(result.comparison):
+            lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COMPARISON_COLUMNS) + " |")
+        lines += ["", f"How: {result.comparison.method}. Δ accuracy and agreement are on the same samples "
+                  "(paired); [a, b] are 95% CIs; a p50 ratio from sequential runs has no CI and carries "
+                  "the machine's drift, so quote the interleaved speed-up."]
     lines += ["", "ES = MLPerf early-stopping estimate (confidence 0.99, tolerance 0). "
               "Percentiles are LoadGen's `sorted[int(n·p)]`. Raw samples are in results.json."]
+    failed = [r for r in result.scenarios if r.status == "failed"]
+    if failed:
+        lines += ["", "## Failed steps", "", "Every other step still ran; these give no figures.", ""]
+        lines += [f"- **{r.name}** ({r.kind}, candidate {r.candidate}): {r.error}" for r in failed]
     noted = [r for r in result.scenarios if r.validity and r.validity.recommendations]
     if noted:
         lines += ["", "## Validity notes", ""]
         for r in noted:
             for rec in r.validity.recommendations:  # type: ignore[union-attr]
                 lines.append(f"- **{r.name}** ({r.validity.result}): {rec}")  # type: ignore[union-attr]
-    compute = [
-        r for r in result.scenarios
-        if r.metrics.get("achieved_gflops_per_s") is not None
-        or r.metrics.get("achieved_train_gflops_per_s") is not None
-    ]
+    compute = [r for r in result.scenarios if r.status == "ok" and _achieved(r) is not None]
     if compute:
         lines += [
             "", "## Achieved compute", "",
@@ -76,7 +86,7 @@ def render_markdown(result: RunResult) -> str:
             "", "| scenario | GFLOP/s | MFU | rate it comes from |", "|---|---|---|---|",
         ]
         for r in compute:
-            mfu = r.metrics.get("mfu")
+            mfu = getattr(r.metrics, "mfu", None)
             lines.append(
                 f"| {r.name} | {_achieved(r):.1f} | "
                 f"{'peak unknown' if mfu is None else f'{mfu * 100:.2f}%'} | {_rate_basis(r)} |"
@@ -99,17 +109,18 @@ def _where_from(m: dict) -> str:
     return f"`{m.get('path')}` ({m.get('source')})"
 
 
-def _achieved(r: Any) -> float:
+def _achieved(r: Any) -> float | None:
+    """Achieved GFLOP/s of an inference run (typed metrics) or of training (a building step's figures)."""
     m = r.metrics
-    return m["achieved_gflops_per_s"] if m.get("achieved_gflops_per_s") is not None else m["achieved_train_gflops_per_s"]
+    return m.get("achieved_train_gflops_per_s") if isinstance(m, dict) else getattr(m, "achieved_gflops_per_s", None)
 
 
 def _rate_basis(r: Any) -> str:
     """Which measured rate, over how many samples, the GFLOP/s figure is computed from."""
     m = r.metrics
     if r.kind == "single_stream":
-        return f"1 / mean latency over {m['queries']} queries"
+        return f"1 / mean latency over {m.queries} queries"
     if r.kind == "offline":
-        return f"throughput over {m['samples']} samples, {m['duration_s']:.1f} s"
+        return f"throughput over {m.samples} samples, {m.duration_s:.1f} s"
     steps = sum(x["steps"] for x in m["runs"])
     return f"training samples/s (forward + backward) over {steps} steps, evaluation excluded"

@@ -49,6 +49,10 @@ class Runner(ABC):
 
     kind: ClassVar[str]
     needs_head: ClassVar[bool] = False  # True: only candidates with a classification head qualify
+    multi: ClassVar[bool] = False  # True: measures all its candidates together, through run_many
+
+    def run_many(self, scenario: Any, contexts: list[RunContext]) -> list[ScenarioResult]:
+        raise NotImplementedError(f"{self.kind} measures one candidate at a time")
 
     @abstractmethod
     def run(self, scenario: Any, ctx: RunContext) -> list[ScenarioResult]: ...

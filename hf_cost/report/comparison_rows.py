@@ -1,0 +1,59 @@
+"""The comparison table as strings, one dict per candidate: shared by report.md and the console."""
+
+from __future__ import annotations
+
+from hf_cost.report.comparison import CandidateRow, Comparison
+
+COMPARISON_COLUMNS = (
+    "candidate", "what", "parameters", "on disk", "GFLOP/sample", "p50 (n)", "p50 ratio",
+    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "build",
+)
+
+
+def comparison_rows(c: Comparison) -> list[dict[str, str]]:
+    return [_cells(row, c.reference) for row in c.rows]
+
+
+def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
+    name = row.candidate + (" (reference)" if row.candidate == reference else "")
+    if row.status == "failed":
+        blank = {k: "—" for k in COMPARISON_COLUMNS}
+        return {**blank, "candidate": name, "what": f"FAILED: {row.error}"}
+    s = row.interleaved_speedup
+    return {
+        "candidate": name,
+        "what": " · ".join(x for x in (row.origin, row.runtime, row.dtype) if x) or "—",
+        "parameters": _or_dash(row.parameters, lambda v: f"{v / 1e6:.2f}M"),
+        "on disk": _or_dash(row.size_on_disk_bytes, lambda v: f"{v / 2**20:.1f} MiB"),
+        "GFLOP/sample": _or_dash(row.flops_per_sample, lambda v: f"{v / 1e9:.4g} ({row.flops_source})"),
+        "p50 (n)": _or_dash(row.p50_ms, lambda v: f"{v:.2f} ms ({row.latency_queries})"),
+        "p50 ratio": _or_dash(row.p50_ratio_vs_reference, lambda v: f"{v:.2f}x (sequential, no CI)"),
+        "interleaved speed-up": "—" if s is None else (
+            f"{s['ratio']:.2f}x" + ("" if s["ci_low"] is None else f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]")
+            + f" ({s['mode']}, {s['rounds']} rounds)"
+        ),
+        "throughput": ", ".join(f"bs{b}: {v:.1f}/s" for b, v in row.throughput_samples_per_s.items()) or "—",
+        "peak RSS Δ": _or_dash(row.peak_rss_delta_mib, lambda v: f"{v:.0f} MiB"),
+        "accuracy": "; ".join(
+            f"{q.scenario}: {q.accuracy:.4f} [{q.ci_low:.4f}, {q.ci_high:.4f}] n={q.n}" for q in row.quality
+        ) or "—",
+        "Δ accuracy vs ref": "; ".join(
+            f"{q.scenario}: {d['value']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+            for q in row.quality if (d := q.delta_vs_reference) is not None
+        ) or "—",
+        "agreement": "; ".join(
+            f"{q.scenario}: {a['value']:.3f}" for q in row.quality if (a := q.agreement_with_reference) is not None
+        ) or "—",
+        "build": "—" if row.build is None else (
+            f"{row.build['kind']}" + _or_blank(row.build.get("time_s"), lambda v: f", {v:.1f} s")
+            + _or_blank(row.build.get("train_flops_total"), lambda v: f", {v / 1e12:.3g} TFLOP trained")
+        ),
+    }
+
+
+def _or_dash(value, fmt) -> str:  # type: ignore[no-untyped-def]
+    return "—" if value is None else fmt(value)
+
+
+def _or_blank(value, fmt) -> str:  # type: ignore[no-untyped-def]
+    return "" if value is None else fmt(value)
