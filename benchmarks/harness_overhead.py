@@ -5,9 +5,11 @@
 Single-stream: p50 latency of the harness's SingleStreamRunner vs a bare loop
 (`perf_counter(); model(**sample); perf_counter()`) over the same model and the
 same pre-tokenised samples. Offline: throughput of OfflineRunner vs a bare batched
-loop over the same batches. Rounds alternate bare/harness so slow drift of a noisy
-machine hits both. Targets: harness p50 / bare p50 <= 1.03 and harness throughput /
-bare throughput >= 0.97. Prints a JSON line with every round's figures.
+loop over the same batches. Rounds alternate in ABBA order (bare, harness / harness, bare)
+so drift of a noisy machine hits both; the per-round ratios are summarised by
+hf_cost/measure/interleave.py (geometric mean, Student-t 95 % CI on log ratios). Targets:
+harness p50 / bare p50 <= 1.03 and harness throughput / bare throughput >= 0.97, judged by
+the CI ("meets", "misses" or "inconclusive"). Prints a JSON line with every round's figures.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default=str(Path(__file__).resolve().parents[1] / "scenarios" / "bert.yaml"))
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=8, help="at least 2 for a CI; even counts balance the order")
     ap.add_argument("--seconds", type=float, default=5.0, help="measured time per round and side")
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
@@ -90,29 +91,34 @@ def main() -> int:
     off = OfflineScenario(
         kind="offline", name="off", batch_sizes=[args.batch_size], min_duration_s=args.seconds, min_sample_count=1
     )
+    from hf_cost.measure.interleave import RatioSummary, claim, describe, round_orders
+
     rounds = []
-    for r in range(args.rounds):
-        bare_p50 = bare_single_stream(args.seconds)
-        harness = SingleStreamRunner().run(ss, ctx)[0]
-        h_p50 = harness.metrics["latency_ms"]["percentiles_ms"]["p50"]
-        h_off = OfflineRunner().run(off, ctx)[0]
-        bare_tp = bare_offline(h_off.metrics["samples"], args.batch_size)
-        rounds.append(
-            {
-                "round": r,
-                "bare_p50_ms": bare_p50,
-                "harness_p50_ms": h_p50,
-                "harness_queries": harness.metrics["queries"],
-                "bare_throughput": bare_tp,
-                "harness_throughput": h_off.metrics["throughput_samples_per_s"],
-                "offline_samples": h_off.metrics["samples"],
-            }
-        )
-        print(f"round {r}: p50 bare {bare_p50:.2f} ms / harness {h_p50:.2f} ms; "
-              f"throughput bare {bare_tp:.1f} / harness {rounds[-1]['harness_throughput']:.1f} samples/s",
-              file=sys.stderr)
-    p50_ratio = statistics.median(x["harness_p50_ms"] / x["bare_p50_ms"] for x in rounds)
-    tp_ratio = statistics.median(x["harness_throughput"] / x["bare_throughput"] for x in rounds)
+    for r, order in enumerate(round_orders(["bare", "harness"], args.rounds)):
+        figures: dict[str, float] = {}
+        for side in order:
+            if side == "bare":
+                figures["bare_p50_ms"] = bare_single_stream(args.seconds)
+            else:
+                harness = SingleStreamRunner().run(ss, ctx)[0]
+                h_off = OfflineRunner().run(off, ctx)[0]
+                figures.update(harness_p50_ms=harness.metrics.latency_ms.percentiles_ms["p50"],
+                               harness_queries=harness.metrics.queries,
+                               harness_throughput=h_off.metrics.throughput_samples_per_s,
+                               offline_samples=h_off.metrics.samples)
+        # the bare offline loop runs the harness's sample count, so it follows the harness in every round
+        figures["bare_throughput"] = bare_offline(int(figures["offline_samples"]), args.batch_size)
+        rounds.append({"round": r, "order": order, **figures})
+        print(f"round {r} ({', '.join(order)}): p50 bare {figures['bare_p50_ms']:.2f} ms / harness "
+              f"{figures['harness_p50_ms']:.2f} ms; throughput bare {figures['bare_throughput']:.1f} / "
+              f"harness {figures['harness_throughput']:.1f} samples/s", file=sys.stderr)
+    # lower is better, subject bare, reference harness: the 'speed-up' is harness p50 / bare p50
+    p50 = RatioSummary.from_rounds([x["bare_p50_ms"] for x in rounds], [x["harness_p50_ms"] for x in rounds],
+                                   higher_is_better=False)
+    tp = RatioSummary.from_rounds([x["harness_throughput"] for x in rounds], [x["bare_throughput"] for x in rounds],
+                                  higher_is_better=True)
+    print(f"harness p50 / bare p50 = {describe(p50)}; target <= 1.03: {_at_most(p50, 1.03)}", file=sys.stderr)
+    print(f"harness throughput / bare throughput = {describe(tp, 0.97)}", file=sys.stderr)
     summary = {
         "model": prepared.suite.model.display_name,
         "device": str(loaded.device),
@@ -121,13 +127,20 @@ def main() -> int:
         "sequence_length": pset.sequence_length,
         "offline_batch_size": args.batch_size,
         "rounds": rounds,
-        "median_ratio_harness_p50_over_bare": p50_ratio,
-        "median_ratio_harness_throughput_over_bare": tp_ratio,
-        "p50_target_met": p50_ratio <= 1.03,
-        "throughput_target_met": tp_ratio >= 0.97,
+        "ratio_harness_p50_over_bare": p50.to_dict(),
+        "ratio_harness_throughput_over_bare": tp.to_dict(),
+        "p50_target": _at_most(p50, 1.03),
+        "throughput_target": claim(tp, 0.97),
     }
     print(json.dumps(summary))
     return 0
+
+
+def _at_most(summary, limit: float) -> str:  # type: ignore[no-untyped-def]
+    """Verdict on "ratio <= limit" from its CI: meets, misses or inconclusive."""
+    if summary.ci_low is None:
+        return "inconclusive"
+    return "meets" if summary.ci_high <= limit else "misses" if summary.ci_low > limit else "inconclusive"
 
 
 if __name__ == "__main__":
