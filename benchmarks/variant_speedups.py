@@ -58,7 +58,7 @@ def main() -> int:
                 continue
             line = (f"  {q['scenario']}: accuracy {q['accuracy']:.4f} (n={q['n']}), change "
                     f"{d['value'] * 100:+.2f} points (paired 95% CI {d['ci_low'] * 100:+.2f} to {d['ci_high'] * 100:+.2f})")
-            if max_drop is not None and q["scenario"].endswith("2025h1"):
+            if max_drop is not None and q["scenario"].endswith(("2025h1", "2025-H1")):
                 ok = d["ci_low"] >= -max_drop
                 line += f": {'within' if ok else 'not shown within'} {max_drop * 100:.0f} point"
             print(line)

@@ -67,7 +67,8 @@ def expected_entries(suite: Suite) -> list[str]:
 
     building = builders()
     names = [f"checkpoints/{s.name}" for s in suite.scenarios if s.kind in building]
-    return ["results.json", "report.md", *names]
+    plots = [f"plots/drift-{s.name}.png" for s in suite.scenarios if s.kind == "drift"]
+    return ["results.json", "report.md", *names, *plots]
 
 
 def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
@@ -81,6 +82,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
     from hf_cost.models.load import pick_device
     from hf_cost.models.store import CandidateStore
     from hf_cost.report.comparison import build_comparison
+    from hf_cost.report.cost import build_costs
     from hf_cost.report.schema import RunResult
     from hf_cost.runners import RUNNERS
     from hf_cost.variants.registry import BuildContext, builders
@@ -151,6 +153,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
         model=_checkpoint_info(prepared),
         candidates=candidates,
         comparison=build_comparison(results, candidates, suite.reference, built_by),
+        costs=build_costs(suite, results, candidates),
         inputs=first.perf_set.describe() if first else suite.inputs.model_dump(mode="json"),
         peak_tflops=first.peak_tflops if first else None,
         peak_source=first.peak_source if first else "peak unknown",

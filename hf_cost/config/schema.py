@@ -24,6 +24,8 @@ from hf_cost.config.building import (
     QuantoStep,
     TrainingStep,
 )
+from hf_cost.config.cost import Budget, Pricing, Workload
+from hf_cost.config.drift import DriftScenario
 from hf_cost.config.errors import format_validation_error
 from hf_cost.config.fields import BatchSize, Float, NonNegInt, PosFloat, PosInt, SafeName, Seed
 from hf_cost.config.loader import load_yaml
@@ -187,22 +189,23 @@ class CompareScenario(MeasuredStep):
 # Measuring steps first, then building steps (config/building.py); `kind` picks one, once.
 Scenario = Annotated[
     Union[
-        SingleStreamScenario, OfflineScenario, AccuracyScenario, CompareScenario,
+        SingleStreamScenario, OfflineScenario, AccuracyScenario, CompareScenario, DriftScenario,
         FineTuneScenario, DistillStep, OnnxStep, OnnxInt8Step, QuantoStep, PruneStep,
     ],
     Field(discriminator="kind"),
 ]
 
 __all__ = [
-    "AccuracyScenario", "BuildingStep", "CompareScenario", "DatasetInputs", "DatasetSpec", "DistillStep", "FineTuneScenario",
+    "AccuracyScenario", "BuildingStep", "CompareScenario", "DatasetInputs", "DriftScenario", "DatasetSpec", "DistillStep", "FineTuneScenario",
     "Hardware", "MeasuredStep", "ModelSpec", "OfflineScenario", "OnnxInt8Step", "OnnxStep", "PruneStep",
     "QualityTarget", "QuantoStep", "SingleStreamScenario", "Suite", "SyntheticInputs", "TrainingStep",
     "load_suite",
 ]
 
 
-class Hardware(Strict):
-    """Peak compute for MFU. Without it, a known GPU's figure is used, else 'peak unknown'."""
+class Hardware(Pricing):
+    """Peak compute for MFU (without it, a known GPU's figure is used, else 'peak unknown'), and
+    what an hour of the machine costs (for cost figures)."""
 
     peak_tflops: PosFloat | None = Field(
         None, description="Dense peak TFLOP/s of this device at the scenario's dtype."
@@ -222,6 +225,8 @@ class Suite(Strict):
     reference: SafeName | None = Field(
         None, description="The candidate the comparison table is relative to; default: the first one."
     )
+    workload: Workload = Field(default_factory=Workload, description="What cost figures are scaled to.")
+    budget: Budget = Field(default_factory=Budget, description="What a team can spend (a verdict each).")
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hf_cost.config.schema import AccuracyScenario, DatasetInputs, Suite
+from hf_cost.config.schema import AccuracyScenario, DatasetInputs, DriftScenario, Suite
 from hf_cost.errors import UserError
 from hf_cost.models.candidate import BASE
 
@@ -40,7 +40,26 @@ def check_steps(suite: Suite, model_config: Any) -> dict[str, list[str] | None]:
                     load_labelled(sc.dataset, f"{where}.dataset", labels)
                     checked.add(tuple(labels))
             _check_metrics(sc.extra_metrics, f"{where}.extra_metrics")
+        elif isinstance(sc, DriftScenario):
+            _check_drift(sc, plan, where)
     return plan.labels
+
+
+def _check_drift(sc: DriftScenario, plan: Any, where: str) -> None:
+    """Periods parse, named periods exist, and every candidate's training window is known."""
+    from hf_cost.drift.data import check_window, load_period_rows
+    from hf_cost.errors import DataError
+
+    loaded: dict[tuple[str, ...], Any] = {}
+    for key, name, labels in _scored_candidates(sc, plan, where, with_names=True):
+        rows = loaded.get(tuple(labels))
+        if rows is None:
+            rows = loaded[tuple(labels)] = load_period_rows(sc.dataset, sc, f"{where}.dataset", labels, order=sc.order)
+            empty = [p for p in sc.order or [] if p not in rows.column.order]
+            if empty:
+                raise DataError(f"period '{empty[0]}' has no rows in column '{sc.period_column}'",
+                                where=f"{where}.order")
+        check_window(sc, plan.suite, name, rows, where, labels)
 
 
 def _base_labels(suite: Suite, config: Any) -> list[str] | None:
@@ -49,8 +68,9 @@ def _base_labels(suite: Suite, config: Any) -> list[str] | None:
     return [str(config.id2label[i]) for i in range(config.num_labels)]
 
 
-def _scored_candidates(sc: AccuracyScenario, plan: Any, where: str) -> list[tuple[str, list[str]]]:
-    """(key, label names) of each candidate an accuracy scenario scores; each needs a head."""
+def _scored_candidates(sc: Any, plan: Any, where: str, with_names: bool = False) -> list[Any]:
+    """(key, label names) of each candidate an accuracy or drift scenario scores (with
+    ``with_names``: (key, name, label names)); each needs a head."""
     if sc.candidates is None:
         named = [(f"{where}.candidates", n) for n, labels in plan.labels.items() if labels is not None]
         if not named:
@@ -66,11 +86,11 @@ def _scored_candidates(sc: AccuracyScenario, plan: Any, where: str) -> list[tupl
         labels = plan.labels[name]
         if labels is None:
             raise UserError(
-                f"candidate '{name}' has no classification head, so accuracy cannot score it: set "
+                f"candidate '{name}' has no classification head, so {sc.kind} cannot score it: set "
                 "model.task: sequence-classification, or name a fine-tuned candidate",
                 where=key,
             )
-        out.append((key, labels))
+        out.append((key, name, labels) if with_names else (key, labels))
     return out
 
 

@@ -122,6 +122,7 @@ class CandidateStore:
             candidate=candidate, perf_set=perf_set,
             flops_per_sample=flops.measured_per_sample if flops else None,
             peak_tflops=peak, peak_source=peak_source, baseline_rss_bytes=baseline, progress=self.progress,
+            suite=suite,
         )
 
     def _load_torch(self, name: str, entry: _Entry) -> Any:

@@ -53,6 +53,9 @@ class CandidateRow(_Out):
     interleaved_speedup: dict[str, Any] | None = Field(None, description="from a compare step: ratio and 95% CI")
     quality: list[QualityCell] = Field(default_factory=list)
     build: dict[str, Any] | None = Field(None, description="the step that built it: kind, time, training FLOPs")
+    decay: dict[str, Any] | None = Field(
+        None, description="from its first drift result: accuracy slope per period and ID - OOD drop, with CIs"
+    )
 
 
 class Comparison(_Out):
@@ -72,18 +75,17 @@ def build_comparison(results: list[Any], candidates: dict[str, Any], reference: 
     reference = reference if reference in names else names[0]
     rows = {n: _row(n, candidates.get(n), results, built_by.get(n)) for n in names}
     ref_row = rows[reference]
-    accuracy = {(r.name, r.candidate): r for r in results if r.kind == "accuracy" and r.status == "ok"}
+    scored = _scored_samples(results)
     for name, row in rows.items():
         if row.p50_ms and ref_row.p50_ms and name != reference:
             row.p50_ratio_vs_reference = ref_row.p50_ms / row.p50_ms
         for cell in row.quality:
-            ref = accuracy.get((cell.scenario, reference))
-            mine = accuracy[(cell.scenario, name)]
-            if name == reference or ref is None:
-                continue
-            p_ref, p_mine, refs = ref.raw["predictions"], mine.raw["predictions"], mine.raw["references"]
-            seed = int(mine.settings.get("dataset", {}).get("seed", 0))
-            cell.delta_vs_reference = paired_accuracy_difference(p_ref, p_mine, refs, seed=seed)
+            ref = scored.get((cell.scenario, reference))
+            mine = scored[(cell.scenario, name)]
+            if name == reference or ref is None or ref["rows"] != mine["rows"]:
+                continue  # paired deltas only on the very same samples
+            p_ref, p_mine, refs = ref["predictions"], mine["predictions"], mine["references"]
+            cell.delta_vs_reference = paired_accuracy_difference(p_ref, p_mine, refs, seed=mine["seed"])
             cell.agreement_with_reference = agreement(p_ref, p_mine)
     return Comparison(
         reference=reference,
@@ -94,6 +96,35 @@ def build_comparison(results: list[Any], candidates: dict[str, Any], reference: 
             "accuracy delta: paired percentile bootstrap over the same samples"
         ),
     )
+
+
+def _shown_periods(m: Any) -> list[Any]:
+    """A drift result's periods in the table: those of the training window, and the latest."""
+    scored = [p for p in m.periods if p.accuracy is not None]
+    shown = [p for p in scored if p.in_window]
+    return shown + ([scored[-1]] if scored and scored[-1] not in shown else [])
+
+
+def _scored_samples(results: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(quality cell name, candidate) -> the predictions it is scored from, for paired deltas."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in results:
+        if r.status != "ok" or r.kind not in ("accuracy", "drift"):
+            continue
+        seed = int(r.settings.get("dataset", {}).get("seed", 0))
+        if r.kind == "accuracy":
+            refs = r.raw["references"]
+            out[(r.name, r.candidate)] = {"predictions": r.raw["predictions"], "references": refs,
+                                          "rows": None, "seed": seed}
+            continue
+        for p in _shown_periods(r.metrics):
+            idx = [i for i, q in enumerate(r.raw["periods"]) if q == p.period]
+            out[(f"{r.name}:{p.period}", r.candidate)] = {
+                "predictions": [r.raw["predictions"][i] for i in idx],
+                "references": [r.raw["references"][i] for i in idx],
+                "rows": [r.raw["rows"][i] for i in idx], "seed": seed,
+            }
+    return out
 
 
 def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> CandidateRow:
@@ -124,6 +155,17 @@ def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> Cand
         elif r.kind == "accuracy":
             a = m.accuracy
             row.quality.append(QualityCell(scenario=r.name, accuracy=a.value, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
+        elif r.kind == "drift":
+            for p in _shown_periods(m):
+                a = p.accuracy
+                row.quality.append(QualityCell(scenario=f"{r.name}:{p.period}", accuracy=a.value,
+                                               ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
+            d = m.decay
+            row.decay = row.decay or {
+                "scenario": r.name, "granularity": m.granularity,
+                "slope": None if d.slope is None else d.slope.model_dump(),
+                "drop": None if d.drop is None else d.drop.model_dump(),
+            }
     build = next((r for r in mine if r.name == built_by and r.status == "ok"), None)
     if build is not None and isinstance(build.metrics, dict):
         m = build.metrics

@@ -6,7 +6,7 @@ from hf_cost.report.comparison import CandidateRow, Comparison
 
 COMPARISON_COLUMNS = (
     "candidate", "what", "parameters", "on disk", "GFLOP/sample", "p50 (n)", "p50 ratio",
-    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "build",
+    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "decay", "build",
 )
 
 
@@ -44,11 +44,24 @@ def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
         "agreement": "; ".join(
             f"{q.scenario}: {a['value']:.3f}" for q in row.quality if (a := q.agreement_with_reference) is not None
         ) or "—",
+        "decay": _decay(row.decay),
         "build": "—" if row.build is None else (
             f"{row.build['kind']}" + _or_blank(row.build.get("time_s"), lambda v: f", {v:.1f} s")
             + _or_blank(row.build.get("train_flops_total"), lambda v: f", {v / 1e12:.3g} TFLOP trained")
         ),
     }
+
+
+def _decay(d: dict | None) -> str:
+    if d is None or d.get("slope") is None:
+        return "—"
+    from hf_cost.drift.decay import describe_slope
+
+    text = describe_slope(d["slope"], d["granularity"])
+    drop = d.get("drop")
+    if drop is not None:
+        text += f"; ID − OOD {drop['value'] * 100:+.1f} pts [{drop['ci_low'] * 100:+.1f}, {drop['ci_high'] * 100:+.1f}]"
+    return f"{d['scenario']}: {text}"
 
 
 def _or_dash(value, fmt) -> str:  # type: ignore[no-untyped-def]

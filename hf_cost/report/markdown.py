@@ -66,6 +66,12 @@ def render_markdown(result: RunResult) -> str:
         lines += ["", f"How: {result.comparison.method}. Δ accuracy and agreement are on the same samples "
                   "(paired); [a, b] are 95% CIs; a p50 ratio from sequential runs has no CI and carries "
                   "the machine's drift, so quote the interleaved speed-up."]
+    from hf_cost.report.drift_markdown import drift_sections
+
+    from hf_cost.report.cost_markdown import cost_sections
+
+    lines += drift_sections(result.scenarios)
+    lines += cost_sections(result.costs)
     lines += ["", "ES = MLPerf early-stopping estimate (confidence 0.99, tolerance 0). "
               "Percentiles are LoadGen's `sorted[int(n·p)]`. Raw samples are in results.json."]
     failed = [r for r in result.scenarios if r.status == "failed"]

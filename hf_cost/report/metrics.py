@@ -120,7 +120,10 @@ class CompareMetrics(_Metrics):
     speedup_vs_reference: Speedup | None = Field(description="None for the reference itself")
 
 
-MEASURED = {
-    "single_stream": SingleStreamMetrics, "offline": OfflineMetrics, "accuracy": AccuracyMetrics,
-    "compare": CompareMetrics,
-}
+def _measured() -> dict[str, type[_Metrics]]:
+    from hf_cost.report.drift_metrics import DriftMetrics
+
+    return {
+        "single_stream": SingleStreamMetrics, "offline": OfflineMetrics, "accuracy": AccuracyMetrics,
+        "compare": CompareMetrics, "drift": DriftMetrics,
+    }

@@ -13,15 +13,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hf_cost.report.comparison import Comparison
+from hf_cost.report.cost import CostReport
+from hf_cost.report.drift_metrics import DriftMetrics
 from hf_cost.report.metrics import (
-    MEASURED,
+    _measured,
     AccuracyMetrics,
     CompareMetrics,
     OfflineMetrics,
     SingleStreamMetrics,
 )
 
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"  # 3.1: the drift kind
+MEASURED = _measured()
 
 
 class _Out(BaseModel):
@@ -74,7 +77,7 @@ class ScenarioResult(_Out):
     )
     error: str | None = Field(None, description="Why the step failed (one line), when status is failed")
     settings: dict[str, Any] = Field(description="The scenario's validated settings, plus per-point ones")
-    metrics: SingleStreamMetrics | OfflineMetrics | AccuracyMetrics | CompareMetrics | dict[str, Any] = Field(
+    metrics: SingleStreamMetrics | OfflineMetrics | AccuracyMetrics | CompareMetrics | DriftMetrics | dict[str, Any] = Field(
         union_mode="left_to_right",
         description="Summary figures, units in the names: typed for single_stream, offline and "
         "accuracy (report/metrics.py); a building step's own figures otherwise",
@@ -147,4 +150,8 @@ class RunResult(_Out):
     scenarios: list[ScenarioResult]
     comparison: Comparison | None = Field(
         None, description="The candidates side by side, relative to the reference (report/comparison.py)"
+    )
+    costs: CostReport | None = Field(
+        None, description="Money, machine-hours and FLOPs per candidate from hardware.price_per_hour and the "
+        "workload (report/cost.py); None when neither is given"
     )

@@ -27,6 +27,20 @@ def _dropped(counts: dict[str, int] | None) -> str:
     return f" ({total} row{'s' if total != 1 else ''} with empty cells dropped)" if total else ""
 
 
+def _drift_cells(m) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    from hf_cost.drift.decay import describe_slope
+
+    d = m.decay
+    scored = [p for p in m.periods if p.accuracy is not None]
+    headline = " · ".join(f"{p.period} {p.accuracy.value:.3f}" for p in scored)
+    bits = []
+    if d.drop is not None:
+        bits.append(f"ID − OOD {d.drop.value * 100:+.1f} pts [{d.drop.ci_low * 100:+.1f}, {d.drop.ci_high * 100:+.1f}]")
+    if d.slope is not None:
+        bits.append(describe_slope(d.slope.model_dump(), m.granularity))
+    return f"accuracy per period: {headline}", "; ".join(bits) or "—"
+
+
 def summary_row(r: ScenarioResult) -> dict[str, str]:
     if r.status == "failed":
         label = r.name if r.candidate == r.name else f"{r.name} ({r.candidate})"
@@ -59,6 +73,9 @@ def summary_row(r: ScenarioResult) -> dict[str, str]:
             f"F1 [{f1.ci_low:.4f}, {f1.ci_high:.4f}] (bootstrap)"
         )
         n = f"{m.n} samples" + _dropped(m.dropped_rows)
+    elif r.kind == "drift":
+        headline, spread = _drift_cells(m)
+        n = f"{m.scored_rows} rows, {len(m.periods)} periods" + _dropped(m.dropped_rows)
     elif r.kind == "compare":
         figure = "p50" if m.mode == "single_stream" else "throughput"
         unit = " ms" if m.mode == "single_stream" else " samples/s"

@@ -19,4 +19,15 @@ def write_results(result: RunResult, directory: Path) -> list[Path]:
     paths = [directory / "results.json", directory / "report.md"]
     paths[0].write_text(json_text, encoding="utf-8")
     paths[1].write_text(md_text, encoding="utf-8")
+    return paths + write_plots(result, directory)
+
+
+def write_plots(result: RunResult, directory: Path) -> list[Path]:
+    """PNG plots report.md links to (plots/...), drawn from the result alone."""
+    from hf_cost.report.drift_plot import drift_groups, drift_plot_name, plot_drift
+
+    paths = []
+    for name, results in drift_groups(result.scenarios).items():
+        title = f"{result.suite.get('name')}: {name}, quality per period and input drift"
+        paths.append(plot_drift(results, directory / drift_plot_name(name), title))
     return paths

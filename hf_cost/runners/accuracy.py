@@ -27,17 +27,23 @@ def model_label_names(candidate: Candidate, where: str) -> list[str]:
     return candidate.label_names
 
 
-def predict(candidate: Candidate, pset: PerformanceSet, batch_size: int) -> list[int]:
-    """Argmax class of every sample in ``pset``, in order, batch by batch."""
+def predict_logits(candidate: Candidate, pset: PerformanceSet, batch_size: int) -> Any:
+    """Logits of every sample in ``pset``, in order, batch by batch: a float32 (n, classes) array."""
+    import numpy as np
     import torch
 
-    preds: list[int] = []
+    parts = []
     n = pset.num_samples
     order = torch.arange(n, device=candidate.device)
     for start in range(0, n, batch_size):
         logits = candidate.forward(pset.batch(order[start : start + batch_size]))
-        preds.extend(logits.argmax(dim=-1).tolist())
-    return preds
+        parts.append(logits.detach().float().cpu().numpy())
+    return np.concatenate(parts, axis=0)
+
+
+def predict(candidate: Candidate, pset: PerformanceSet, batch_size: int) -> list[int]:
+    """Argmax class of every sample in ``pset``, in order (ties: the lowest class id)."""
+    return predict_logits(candidate, pset, batch_size).argmax(axis=-1).tolist()
 
 
 class AccuracyRunner(Runner):

@@ -28,6 +28,7 @@ class RunContext:
     where: str = "scenarios"  # key path of the scenario being run, for error messages
     # Tests and accuracy checks may watch every output: called with (sample indices, outputs).
     output_sink: Callable[[Any, Any], None] | None = None
+    suite: Any = None  # config.schema.Suite: steps that need a candidate's lineage (drift) read it
 
     def memory(self) -> track_peak_memory:
         """Peak-memory tracker for one scenario, isolated from the ones before it."""

@@ -1,0 +1,69 @@
+"""The `drift` scenario: quality and inputs of each candidate across dated periods of one dataset.
+
+Kept apart from schema.py (which holds the other measuring steps) so each file stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from hf_cost.config.base import DatasetSpec, MeasuredStep
+from hf_cost.config.fields import BatchSize, PosInt
+
+
+class DriftScenario(MeasuredStep):
+    """Every period of ``dataset.period_column`` scored like accuracy mode, with decay statistics
+    (in-distribution vs out-of-distribution, period-to-period change, slope per period), input
+    drift against the training window, and label-free accuracy estimates."""
+
+    kind: Literal["drift"]
+    dataset: DatasetSpec
+    period_column: str = Field(description="The column holding each row's date or period label.")
+    granularity: Literal["month", "quarter", "half", "year", "label"] = Field(
+        "label",
+        description="month / quarter / half / year: the column holds dates (ISO 8601), binned so; "
+        "label: the column holds period labels, ordered naturally (or by `order`).",
+    )
+    timezone: str = Field("UTC", description="Dates with an offset are converted to this zone before binning.")
+    order: list[str] | None = Field(None, min_length=1, description="granularity label: the periods in order.")
+    training_window: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="The periods the candidates were trained on. Default: the periods of the train "
+        "rows of the fine_tune / distill step that built each candidate.",
+    )
+    exclude_training_rows: bool = Field(
+        True, description="Rows whose text is in the candidate's training set are not scored."
+    )
+    min_rows_per_period: PosInt = Field(
+        30, description="A period with fewer rows is kept and flagged: its CI is wide."
+    )
+    batch_size: BatchSize = 32
+    sequence_length: PosInt | None = Field(None, description="Defaults to inputs.sequence_length.")
+    bootstrap_resamples: PosInt = 1000
+    domain_classifier: bool = Field(
+        True, description="Train a small text classifier per period (training window vs period): its AUC."
+    )
+    max_texts_per_side: PosInt = Field(1000, description="Domain classifier: texts per side at most.")
+
+    @field_validator("period_column")
+    @classmethod
+    def _column(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give the name of the column holding dates or periods")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DriftScenario:
+        if self.dataset.label_column is None:
+            raise ValueError("dataset.label_column is required to score each period")
+        if self.order is not None and self.granularity != "label":
+            raise ValueError("order: only used with granularity: label (dates are ordered by time)")
+        for key in ("order", "training_window"):
+            values = getattr(self, key)
+            if values is not None and len(set(values)) != len(values):
+                dup = next(v for v in values if values.count(v) > 1)
+                raise ValueError(f"{key}: '{dup}' is listed twice")
+        return self

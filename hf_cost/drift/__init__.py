@@ -1,0 +1,1 @@
+"""Drift across dated periods: binning, decay statistics, input shift, label-free estimates."""

@@ -1,0 +1,142 @@
+"""Cost and affordability per candidate, derived from the measured figures of a run.
+
+Every figure says what it is derived from. Serving cost:
+
+- at the measured throughput: hours per 1M = 1e6 / (samples/s) / 3600, at the best offline
+  batch size measured (the machine kept busy, batching allowed);
+- p90-bound single stream: one query at a time, each budgeted at its p90 latency, so
+  hours per 1M = 1e6 x p90_s / 3600 (no batching: an interactive service's cost).
+
+Training: machine-hours of the building step (every run, every process) x price, and for the
+workload's N samples x epochs, N/throughput hours. Compute beside it, as the seeds write it:
+C_train = N (C_fwd + C_bwd), measured per sample (FlopCounterMode, forward + backward) and the
+3 C_fwd estimate; C_infer = M C_fwd for M inferences a day.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DAYS_PER_MONTH = 30
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Figure(_Out):
+    value: float
+    unit: str
+    derived_from: str
+
+
+class CandidateCost(_Out):
+    candidate: str
+    per_million_at_throughput: Figure | None = Field(None, description="money per 1M inferences, offline rate")
+    per_million_p90_single_stream: Figure | None = Field(None, description="money per 1M, one stream at p90")
+    serving_per_month: Figure | None = Field(None, description="the workload for 30 days at the throughput figure")
+    inference_flops_per_day: Figure | None = Field(None, description="C_infer = M x C_fwd")
+    training_machine_hours: Figure | None = Field(None, description="the building step as run")
+    training_cost: Figure | None = None
+    workload_training_hours: Figure | None = Field(None, description="N x epochs / training samples/s")
+    workload_training_cost: Figure | None = None
+    train_flops_measured: Figure | None = Field(None, description="N x epochs x (C_fwd + C_bwd), measured")
+    train_flops_3x_forward: Figure | None = Field(None, description="N x epochs x 3 C_fwd")
+    verdicts: list[str] = Field(default_factory=list, description="against the budget, when one is given")
+
+
+class CostReport(_Out):
+    currency: str
+    price_per_hour: float | None
+    workload: dict[str, Any]
+    budget: dict[str, Any]
+    rows: list[CandidateCost]
+    method: str = __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else ""
+
+
+def build_costs(suite: Any, results: list[Any], candidates: dict[str, Any]) -> CostReport | None:
+    """Cost rows for every candidate measured or built; None when nothing has a price or a workload."""
+    hw, wl, budget = suite.hardware, suite.workload, suite.budget
+    if hw.price_per_hour is None and wl.inferences_per_day is None:
+        return None
+    names = list(dict.fromkeys([*candidates, *(r.candidate for r in results if r.status == "ok")]))
+    rows = [_row(n, candidates.get(n), [r for r in results if r.candidate == n and r.status == "ok"], suite)
+            for n in names]
+    return CostReport(currency=hw.currency, price_per_hour=hw.price_per_hour,
+                      workload=wl.model_dump(), budget=budget.model_dump(), rows=rows)
+
+
+def _row(name: str, info: Any, mine: list[Any], suite: Any) -> CandidateCost:
+    hw, wl, budget = suite.hardware, suite.workload, suite.budget
+    price, cur = hw.price_per_hour, hw.currency
+    row = CandidateCost(candidate=name)
+    offline = [r for r in mine if r.kind == "offline"]
+    if offline:
+        best = max(offline, key=lambda r: r.metrics.throughput_samples_per_s)
+        rate, bs = best.metrics.throughput_samples_per_s, best.settings.get("batch_size")
+        basis = f"{rate:.1f} samples/s ({best.name}, batch {bs}, {best.metrics.samples} samples)"
+        if price is not None:
+            row.per_million_at_throughput = Figure(value=1e6 / rate / 3600 * price, unit=cur,
+                                                   derived_from=f"1e6 / {basis} / 3600 × {price:g} {cur}/h")
+            if wl.inferences_per_day is not None:
+                month = row.per_million_at_throughput.value * wl.inferences_per_day / 1e6 * DAYS_PER_MONTH
+                row.serving_per_month = Figure(value=month, unit=cur, derived_from=(
+                    f"{wl.inferences_per_day:g}/day × {DAYS_PER_MONTH} days at the throughput cost per 1M"))
+    stream = next((r for r in mine if r.kind == "single_stream"), None)
+    if stream is not None and price is not None:
+        p90 = stream.metrics.latency_ms.percentiles_ms["p90"]
+        row.per_million_p90_single_stream = Figure(value=1e6 * p90 / 1000 / 3600 * price, unit=cur, derived_from=(
+            f"1e6 × p90 {p90:.2f} ms ({stream.metrics.queries} queries, {stream.name}) / 3600 × {price:g} {cur}/h"))
+    flops = info.flops.measured_per_sample if info is not None and info.flops is not None else None
+    if flops is not None and wl.inferences_per_day is not None:
+        row.inference_flops_per_day = Figure(value=wl.inferences_per_day * flops, unit="FLOP", derived_from=(
+            f"M = {wl.inferences_per_day:g} × C_fwd {flops / 1e9:.4g} GFLOP ({info.flops.source}, "
+            f"sequence length {info.flops.sequence_length})"))
+    build = next((r for r in mine if isinstance(r.metrics, dict) and "runs" in r.metrics
+                  and "train_samples_per_s" in r.metrics), None)
+    if build is not None:
+        _training(row, build, wl, price, cur)
+    _verdicts(row, budget, cur)
+    return row
+
+
+def _training(row: CandidateCost, build: Any, wl: Any, price: float | None, cur: str) -> None:
+    m = build.metrics
+    procs = int(build.settings.get("num_processes") or 1)
+    wall = sum(x["wall_s"] for x in m["runs"])
+    row.training_machine_hours = Figure(value=wall * procs / 3600, unit="h", derived_from=(
+        f"{len(m['runs'])} run(s) of {build.name}, {wall:.1f} s wall in all × {procs} process(es)"))
+    if price is not None:
+        row.training_cost = Figure(value=row.training_machine_hours.value * price, unit=cur,
+                                   derived_from=f"machine-hours × {price:g} {cur}/h")
+    samples = wl.training_samples or sum(x["samples"] for x in m["runs"])
+    n = samples * wl.epochs
+    source = "workload.training_samples" if wl.training_samples else f"samples {build.name} processed"
+    hours = n / m["train_samples_per_s"] / 3600
+    row.workload_training_hours = Figure(value=hours, unit="h", derived_from=(
+        f"N = {samples} ({source}) × {wl.epochs:g} epoch(s) / {m['train_samples_per_s']:.1f} training samples/s"))
+    if price is not None:
+        row.workload_training_cost = Figure(value=hours * price, unit=cur, derived_from=f"hours × {price:g} {cur}/h")
+    if m.get("train_flops_per_sample"):
+        row.train_flops_measured = Figure(value=n * m["train_flops_per_sample"], unit="FLOP", derived_from=(
+            f"N × epochs × (C_fwd + C_bwd) = {n:g} × {m['train_flops_per_sample'] / 1e9:.4g} GFLOP (measured)"))
+    if m.get("train_flops_per_sample_3x_forward_estimate"):
+        est = m["train_flops_per_sample_3x_forward_estimate"]
+        row.train_flops_3x_forward = Figure(value=n * est, unit="FLOP",
+                                            derived_from=f"N × epochs × 3 C_fwd = {n:g} × {est / 1e9:.4g} GFLOP")
+
+
+def _verdicts(row: CandidateCost, budget: Any, cur: str) -> None:
+    checks = [("serving", row.serving_per_month, budget.serving_per_month, "per month"),
+              ("training", row.workload_training_cost, budget.training_per_run, "per run")]
+    for what, figure, limit, per in checks:
+        if limit is None:
+            continue
+        if figure is None:
+            row.verdicts.append(f"{what}: not measured, so not checked against {limit:g} {cur} {per}")
+            continue
+        ok = figure.value <= limit
+        row.verdicts.append(f"{what}: {figure.value:.4g} {cur} {per} is {'within' if ok else 'OVER'} the budget "
+                            f"of {limit:g} {cur} ({figure.value / limit * 100:.0f} %)")

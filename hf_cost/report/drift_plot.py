@@ -1,0 +1,72 @@
+"""The drift plot (PNG): quality per period with its 95 % CI band for every candidate, the
+training window shaded, and input drift (domain-classifier AUC) on a second axis.
+
+Drawn from the results alone (results.json holds every figure it shows), linked from report.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def drift_plot_name(scenario: str) -> str:
+    return f"plots/drift-{scenario}.png"
+
+
+def plot_drift(results: list[Any], path: Path, title: str) -> Path:
+    """One drift scenario's results (one per candidate) -> a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=120)
+    first = results[0].metrics
+    labels = {p.position: p.period for p in first.periods}
+    for r in results:
+        pts = [p for p in r.metrics.periods if p.accuracy is not None]
+        x = [p.position for p in pts]
+        y = [p.accuracy.value * 100 for p in pts]
+        line, = ax.plot(x, y, marker="o", label=f"{r.candidate} (accuracy)")
+        ax.fill_between(x, [p.accuracy.ci_low * 100 for p in pts], [p.accuracy.ci_high * 100 for p in pts],
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+        few = [p for p in pts if p.few_rows]
+        if few:
+            ax.scatter([p.position for p in few], [p.accuracy.value * 100 for p in few], marker="x",
+                       color=line.get_color(), zorder=3)
+    window = [p.position for p in first.periods if p.in_window]
+    if window:
+        ax.axvspan(min(window) - 0.4, max(window) + 0.4, color="grey", alpha=0.12,
+                   label=f"training window ({results[0].candidate})")
+    ax.set_xticks(sorted(labels), [labels[k] for k in sorted(labels)], rotation=30 if len(labels) > 8 else 0)
+    ax.set_ylabel("accuracy, % (band: 95 % bootstrap CI)")
+    ax.set_xlabel(f"period ({first.granularity}, column '{first.period_column}')")
+    auc = [(p.position, p.input_drift["domain_classifier"]) for p in first.periods
+           if p.input_drift and p.input_drift.get("domain_classifier") and p.input_drift["domain_classifier"].get("auc") is not None]
+    handles, names = ax.get_legend_handles_labels()
+    if auc:
+        ax2 = ax.twinx()
+        d, = ax2.plot([a[0] for a in auc], [a[1]["auc"] for a in auc], color="black", linestyle="--", marker="s",
+                      markersize=4, label="input drift: domain-classifier AUC (right; 0.5 = none)")
+        ax2.set_ylim(min(0.4, min(a[1]["auc"] for a in auc) - 0.05), 1.02)
+        ax2.axhline(0.5, color="black", linewidth=0.6, alpha=0.4)
+        ax2.set_ylabel("domain-classifier AUC vs training window")
+        handles, names = handles + [d], names + [d.get_label()]
+    ax.legend(handles, names, loc="lower left", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def drift_groups(scenarios: list[Any]) -> dict[str, list[Any]]:
+    """Drift results that succeeded, by scenario name, in run order."""
+    groups: dict[str, list[Any]] = {}
+    for r in scenarios:
+        if r.kind == "drift" and r.status == "ok":
+            groups.setdefault(r.name, []).append(r)
+    return groups
