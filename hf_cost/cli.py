@@ -59,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     run.set_defaults(func=_cmd_run)
 
+    sel = sub.add_parser("select", help="pick a checkpoint from results.json files (constraints, Pareto, ties)")
+    sel.add_argument("results", type=Path, nargs="+", help="results.json of one or more runs")
+    sel.add_argument("--constraints", type=Path, default=None,
+                     help="YAML with constraints and objectives (default: max accuracy, min p90 latency)")
+    sel.add_argument("--plot", type=Path, default=None, help="write the scatter plot (PNG) here")
+    sel.add_argument("--json", type=Path, default=None, dest="json_out", help="write the selection as JSON here")
+    sel.set_defaults(func=_cmd_select)
+
+    card = sub.add_parser("card", help="write hf_cost's sections and model-index into a model card")
+    card.add_argument("results", type=Path, help="a run's results.json")
+    card.add_argument("--card", type=Path, required=True, help="the card (README.md); created if missing")
+    card.add_argument("--candidate", default=None, help="the candidate it describes (default: the reference)")
+    card.add_argument("--push", metavar="REPO", default=None, help="then open a pull request on this Hub repo")
+    card.set_defaults(func=_cmd_card)
+
     val = sub.add_parser("validate", help="check scenario files without loading weights")
     val.add_argument("scenario_files", type=Path, nargs="+")
     val.add_argument("--offline", action="store_true", help="never contact the Hub")
@@ -114,6 +129,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             _write_staged(result, output)
             replaced = output.commit(result.created_utc)
             _print_outcome(result, output, replaced)
+            if prepared.suite.card is not None:
+                _update_run_card(prepared, output)
             failed = [f"{r.name} ({r.candidate})" for r in result.scenarios if r.status == "failed"]
             if failed:
                 print(f"error: {len(failed)} step(s) FAILED: {', '.join(failed)}; every other step's "
@@ -128,6 +145,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 with signals_held():
                     output.abandon()
     return 0
+
+
+def _update_run_card(prepared, output) -> None:  # type: ignore[no-untyped-def]
+    from hf_cost.cards.command import update_card
+    from hf_cost.pipeline import card_path
+
+    target = card_path(prepared.path, prepared.suite)
+    changed, sections = update_card(output.root / "results.json", target, candidate=prepared.suite.card.candidate)
+    print(f"model card {'updated' if changed else 'unchanged'}: {target} (sections: {', '.join(sections)})")
 
 
 def _print_outcome(result, output, replaced: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -166,6 +192,22 @@ def _cmd_cache_import(args: argparse.Namespace) -> int:
     print(f"{args.directory} -> {args.repo_id}@{args.revision}: {snapshot}")
     print(f"from_pretrained('{args.repo_id}') now resolves offline (HF_HUB_OFFLINE=1).")
     return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from hf_cost.cards.command import push_card, update_card
+
+    changed, sections = update_card(args.results, args.card, candidate=args.candidate)
+    print(f"{'updated' if changed else 'unchanged'}: {args.card} (sections: {', '.join(sections)})")
+    if args.push:
+        print(f"opened {push_card(args.card, args.push)}")
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from hf_cost.select.command import run_select
+
+    return run_select(args.results, args.constraints, args.plot, args.json_out)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -37,12 +37,37 @@ def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
     progress = progress or Progress(enabled=False)
     path = Path(path)
     suite = load_suite(path)
+    if suite.card is not None:
+        card_path(path, suite)  # before anything slow: a bad card path is a scenario-file error
     checkpoint = _in_file(path, lambda: resolve_checkpoint(suite.model, log=progress.say))
     _in_file(path, lambda: check_checkpoint_files(checkpoint))
     _in_file(path, lambda: _check_sequence_lengths(suite, checkpoint.config))
     _in_file(path, lambda: check_batch_sizes(suite, checkpoint.config))
     labels = _in_file(path, lambda: check_steps(suite, checkpoint.config))
+    if suite.energy.enabled:
+        _in_file(path, lambda: _check_energy(suite))
+
     return Prepared(path=path, suite=suite, checkpoint=checkpoint, labels=labels)
+
+
+def card_path(scenario_file: Path, suite: Suite) -> Path:
+    """The `card:` block's file, checked: an existing README.md inside a `model_cards` folder."""
+    target = (scenario_file.parent / suite.card.path).resolve()
+    if target.name != "README.md" or "model_cards" not in target.parent.parts or not target.is_file():
+        raise ConfigError(
+            f"'{suite.card.path}' is not an existing README.md inside a model_cards folder; a run only "
+            "updates such a card (use `python -m hf_cost card` for any other)",
+            where=f"{scenario_file}: card.path",
+        )
+    return target
+
+
+def _check_energy(suite: Suite) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("codecarbon") is None:
+        raise ConfigError("codecarbon is not installed; pip install 'hf_cost[energy]', or set enabled: false",
+                          where="energy.enabled")
 
 
 def _check_sequence_lengths(suite: Suite, config: Any) -> None:
@@ -68,6 +93,7 @@ def expected_entries(suite: Suite) -> list[str]:
     building = builders()
     names = [f"checkpoints/{s.name}" for s in suite.scenarios if s.kind in building]
     plots = [f"plots/drift-{s.name}.png" for s in suite.scenarios if s.kind == "drift"]
+    plots += ["plots/selection.png"] if suite.select is not None else []
     return ["results.json", "report.md", *names, *plots]
 
 
@@ -93,6 +119,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
     if not main_process:
         progress = Progress(enabled=False)
     store = CandidateStore(prepared, progress)
+    energy = StepEnergy(suite.energy if main_process else None)
     building = builders()
     results = []
     for i, step in enumerate(suite.scenarios):
@@ -103,14 +130,14 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
                 continue
             ctx = BuildContext(store=store, output=output, progress=progress, where=where)
             try:
-                built = _in_file(prepared.path, lambda: builder.build(step, ctx))
+                built, reading = energy.track(lambda: _in_file(prepared.path, lambda: builder.build(step, ctx)))
             except Exception as exc:  # one variant that cannot be built does not sink the others
                 results.append(_failed(step.name, step.kind, step.name, exc, progress))
                 store.fail(step.name, results[-1].error)
                 continue
             if built is not None:
                 store.add(built, output)
-                results += [built.result] if built.result is not None else []
+                results += energy.attach([built.result], reading) if built.result is not None else []
             continue
         if not main_process:
             continue
@@ -126,7 +153,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
             for c in contexts:
                 c.where = where
             try:
-                results += _in_file(prepared.path, lambda: runner.run_many(step, contexts))
+                results += energy.attach(*energy.track(lambda: _in_file(prepared.path, lambda: runner.run_many(step, contexts))))
             except Exception as exc:
                 results.append(_failed(step.name, step.kind, ", ".join(names), exc, progress))
             continue
@@ -134,7 +161,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
             run_ctx = _in_file(prepared.path, lambda: store.context(name))
             run_ctx.where = where
             try:
-                results += _in_file(prepared.path, lambda: runner.run(step, run_ctx))
+                results += energy.attach(*energy.track(lambda: _in_file(prepared.path, lambda: runner.run(step, run_ctx))))
             except Exception as exc:
                 if name == BASE and isinstance(exc, UserError):
                     raise  # the scenario file's own model: bad input, one line, exit 2
@@ -144,7 +171,7 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
     first = store.first_context()
     candidates = store.infos()
     built_by = {s.name: s.name for s in suite.scenarios if s.kind in building}
-    return RunResult(
+    result = RunResult(
         hf_cost_version=_version(),
         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         scenario_file=str(prepared.path),
@@ -159,6 +186,40 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
         peak_source=first.peak_source if first else "peak unknown",
         scenarios=results,
     )
+    if suite.select is not None:
+        from hf_cost.select.run_selection import select_results
+
+        result.selection = select_results([("results.json", result.model_dump(mode="json"))], suite.select)
+    return result
+
+
+class StepEnergy:
+    """codecarbon around each step when `energy.enabled` (main process only), its reading
+    attached to every result the step produced."""
+
+    def __init__(self, settings: Any) -> None:
+        self.tracker = None
+        if settings is not None and settings.enabled:
+            from hf_cost.measure.energy import EnergyTracker
+
+            self.tracker = EnergyTracker(country_iso_code=settings.country_iso_code, region=settings.region)
+            with self.tracker:  # codecarbon's one-time hardware probe (seconds) stays out of every step
+                pass
+
+    def track(self, fn: Any) -> tuple[Any, Any]:
+        if self.tracker is None:
+            return fn(), None
+        with self.tracker:
+            value = fn()
+        return value, self.tracker.reading
+
+    @staticmethod
+    def attach(results: list[Any], reading: Any) -> list[Any]:
+        if reading is not None:
+            covers = [r.name for r in results]
+            for r in results:
+                r.energy = {**reading.to_dict(), "covers": covers}
+        return results
 
 
 def _failed(name: str, kind: str, candidate: str, exc: Exception, progress: Progress) -> Any:

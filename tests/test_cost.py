@@ -18,10 +18,11 @@ def _suite(price=3.6, currency="EUR", **workload):
 
 def _results():
     offline = lambda rate, bs: NS(kind="offline", status="ok", candidate="a", name=f"offline[bs={bs}]",  # noqa: E731
-                                  settings={"batch_size": bs}, metrics=NS(throughput_samples_per_s=rate, samples=500))
-    stream = NS(kind="single_stream", status="ok", candidate="a", name="single_stream", settings={},
+                                  settings={"batch_size": bs}, energy=None,
+                                  metrics=NS(throughput_samples_per_s=rate, samples=500))
+    stream = NS(kind="single_stream", status="ok", candidate="a", name="single_stream", settings={}, energy=None,
                 metrics=NS(queries=400, latency_ms=NS(percentiles_ms={"p50": 15.0, "p90": 20.0})))
-    train = NS(kind="fine_tune", status="ok", candidate="a", name="a", settings={"num_processes": 2},
+    train = NS(kind="fine_tune", status="ok", candidate="a", name="a", settings={"num_processes": 2}, energy=None,
                metrics={"runs": [{"wall_s": 90.0, "samples": 1000}, {"wall_s": 90.0, "samples": 1000}],
                         "train_samples_per_s": 40.0, "train_flops_per_sample": 3.3e9,
                         "train_flops_per_sample_3x_forward_estimate": 3.0e9})

@@ -44,3 +44,21 @@ class Pricing(Strict):
     @classmethod
     def _currency(cls, v: str) -> str:
         return check_currency(v)
+
+
+class EnergySettings(Strict):
+    """codecarbon around every step (process-level); off unless enabled. On a machine without
+    power counters codecarbon estimates, and every reading says which way it was taken."""
+
+    enabled: bool = Field(False, description="Track energy and CO2-eq of each step (needs hf_cost[energy]).")
+    country_iso_code: str = Field("USA", description="Carbon intensity from codecarbon's offline table.")
+    region: str | None = Field(None, description="A region of that country in the table (e.g. california).")
+
+
+class CardBlock(Strict):
+    """Update a model card's hf_cost sections at the end of the run. Only an existing README.md
+    inside a `model_cards` folder is touched, and only between hf_cost's markers and in its
+    metadata (model-index, co2_eq_emissions): a scenario file cannot point a run at other files."""
+
+    path: str = Field(description="The card, relative to the scenario file: .../model_cards/NAME/README.md")
+    candidate: str | None = Field(None, description="The candidate the card describes; default: the reference.")

@@ -24,11 +24,12 @@ from hf_cost.config.building import (
     QuantoStep,
     TrainingStep,
 )
-from hf_cost.config.cost import Budget, Pricing, Workload
+from hf_cost.config.cost import Budget, CardBlock, EnergySettings, Pricing, Workload
 from hf_cost.config.drift import DriftScenario
 from hf_cost.config.errors import format_validation_error
 from hf_cost.config.fields import BatchSize, Float, NonNegInt, PosFloat, PosInt, SafeName, Seed
 from hf_cost.config.loader import load_yaml
+from hf_cost.select.run_selection import SelectBlock
 from hf_cost.errors import ConfigError
 from hf_cost.models.candidate import BASE
 
@@ -227,6 +228,11 @@ class Suite(Strict):
     )
     workload: Workload = Field(default_factory=Workload, description="What cost figures are scaled to.")
     budget: Budget = Field(default_factory=Budget, description="What a team can spend (a verdict each).")
+    energy: EnergySettings = Field(default_factory=EnergySettings, description="Energy and CO2-eq per step.")
+    card: CardBlock | None = Field(None, description="A model card this run updates at the end.")
+    select: SelectBlock | None = Field(
+        None, description="Pick a checkpoint at the end of the run: constraints, objectives, plot axes."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -39,3 +39,7 @@ def print_summary(result: RunResult) -> None:
             cmp_table.add_row(*(escape(row[c]) for c in keep))
         console.print(cmp_table)
         console.print(f"the other {len(COMPARISON_COLUMNS) - len(keep)} columns are in report.md")
+    if result.selection is not None:
+        from hf_cost.select.run_selection import selection_lines
+
+        console.print(escape("selection:\n  " + "\n  ".join(selection_lines(result.selection))))

@@ -44,6 +44,10 @@ class CandidateCost(_Out):
     workload_training_cost: Figure | None = None
     train_flops_measured: Figure | None = Field(None, description="N x epochs x (C_fwd + C_bwd), measured")
     train_flops_3x_forward: Figure | None = Field(None, description="N x epochs x 3 C_fwd")
+    energy_per_1k_inferences: Figure | None = Field(None, description="codecarbon kWh over an inference step")
+    co2_per_1k_inferences: Figure | None = None
+    training_energy: Figure | None = Field(None, description="codecarbon kWh over the building step")
+    training_co2: Figure | None = None
     verdicts: list[str] = Field(default_factory=list, description="against the budget, when one is given")
 
 
@@ -53,13 +57,18 @@ class CostReport(_Out):
     workload: dict[str, Any]
     budget: dict[str, Any]
     rows: list[CandidateCost]
-    method: str = __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else ""
+    method: str = (
+        "per 1M at throughput = 1e6 / best offline samples/s / 3600 × price; p90-bound single stream = "
+        "1e6 × p90 / 3600 × price (one query at a time); training: wall time of every run × processes × "
+        "price; C_train = N·(C_fwd + C_bwd) measured per sample, beside 3·C_fwd; C_infer = M·C_fwd"
+    )
 
 
 def build_costs(suite: Any, results: list[Any], candidates: dict[str, Any]) -> CostReport | None:
     """Cost rows for every candidate measured or built; None when nothing has a price or a workload."""
     hw, wl, budget = suite.hardware, suite.workload, suite.budget
-    if hw.price_per_hour is None and wl.inferences_per_day is None:
+    energy = any(r.energy for r in results if r.status == "ok")
+    if hw.price_per_hour is None and wl.inferences_per_day is None and not energy:
         return None
     names = list(dict.fromkeys([*candidates, *(r.candidate for r in results if r.status == "ok")]))
     rows = [_row(n, candidates.get(n), [r for r in results if r.candidate == n and r.status == "ok"], suite)
@@ -98,8 +107,38 @@ def _row(name: str, info: Any, mine: list[Any], suite: Any) -> CandidateCost:
                   and "train_samples_per_s" in r.metrics), None)
     if build is not None:
         _training(row, build, wl, price, cur)
+    _energy(row, mine)
     _verdicts(row, budget, cur)
     return row
+
+
+def _energy(row: CandidateCost, mine: list[Any]) -> None:
+    """kWh and g CO2-eq per 1k inferences from the offline step (all its batch sizes) or else the
+    single-stream step; per training step from its building step. The label says how measured."""
+    for kind, count in (("offline", lambda r: r.metrics.samples), ("single_stream", lambda r: r.metrics.queries)):
+        step = [r for r in mine if r.kind == kind and r.energy]
+        if not step:
+            continue
+        e = step[0].energy
+        covered = [r for r in step if r.name in e["covers"]]
+        n = sum(count(r) for r in covered)
+        if e.get("energy_kwh") is None or n == 0:
+            break
+        basis = (f"{e['energy_kwh']:.3g} kWh over {', '.join(r.name for r in covered)} ({n} inferences, "
+                 f"{e['duration_s']:.1f} s, warm-up included), {e['method']}")
+        row.energy_per_1k_inferences = Figure(value=e["energy_kwh"] / n * 1000, unit="kWh", derived_from=basis)
+        if e.get("emissions_kg_co2eq") is not None:
+            row.co2_per_1k_inferences = Figure(value=e["emissions_kg_co2eq"] * 1000 / n * 1000, unit="g CO2-eq",
+                                               derived_from=f"{basis}; {e['region']}")
+        break
+    build = next((r for r in mine if r.energy and isinstance(r.metrics, dict) and "runs" in r.metrics), None)
+    if build is not None and build.energy.get("energy_kwh") is not None:
+        e = build.energy
+        basis = f"codecarbon over step {build.name} ({e['duration_s']:.1f} s), {e['method']}"
+        row.training_energy = Figure(value=e["energy_kwh"], unit="kWh", derived_from=basis)
+        if e.get("emissions_kg_co2eq") is not None:
+            row.training_co2 = Figure(value=e["emissions_kg_co2eq"] * 1000, unit="g CO2-eq",
+                                      derived_from=f"{basis}; {e['region']}")
 
 
 def _training(row: CandidateCost, build: Any, wl: Any, price: float | None, cur: str) -> None:

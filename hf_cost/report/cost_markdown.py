@@ -15,6 +15,10 @@ FIELDS = (
     ("workload_training_cost", "training cost (workload)"),
     ("train_flops_measured", "C_train measured"),
     ("train_flops_3x_forward", "C_train, 3·C_fwd estimate"),
+    ("energy_per_1k_inferences", "energy per 1k inferences"),
+    ("co2_per_1k_inferences", "CO2-eq per 1k inferences"),
+    ("training_energy", "energy of the training step"),
+    ("training_co2", "CO2-eq of the training step"),
 )
 
 
@@ -40,6 +44,8 @@ def cost_sections(costs: Any) -> list[str]:
 def _value(f: Any) -> str:
     if f.unit == "FLOP":
         return f"{f.value / 1e12:.4g} TFLOP"
+    if f.unit == "kWh":
+        return f"{f.value:.3g} kWh ({f.value * 3.6e6:.3g} J)"
     if f.unit == "h":
         return f"{f.value:.4g} h"
     return f"{f.value:.4g} {f.unit}"

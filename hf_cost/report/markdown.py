@@ -72,6 +72,9 @@ def render_markdown(result: RunResult) -> str:
 
     lines += drift_sections(result.scenarios)
     lines += cost_sections(result.costs)
+    from hf_cost.select.run_selection import selection_markdown
+
+    lines += selection_markdown(result.selection, "plots/selection.png")
     lines += ["", "ES = MLPerf early-stopping estimate (confidence 0.99, tolerance 0). "
               "Percentiles are LoadGen's `sorted[int(n·p)]`. Raw samples are in results.json."]
     failed = [r for r in result.scenarios if r.status == "failed"]

@@ -85,6 +85,10 @@ class ScenarioResult(_Out):
     validity: Validity | None = None
     memory: dict[str, Any] = Field(default_factory=dict)
     raw: dict[str, list[Any]] = Field(description="Raw per-query / per-batch samples the metrics come from")
+    energy: dict[str, Any] | None = Field(
+        None, description="codecarbon over the step that produced this entry (measure/energy.py); `covers` "
+        "names every entry of that step, `method` says measured (RAPL/NVML) or estimated"
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -150,6 +154,9 @@ class RunResult(_Out):
     scenarios: list[ScenarioResult]
     comparison: Comparison | None = Field(
         None, description="The candidates side by side, relative to the reference (report/comparison.py)"
+    )
+    selection: dict[str, Any] | None = Field(
+        None, description="The scenario's `select:` over this run's candidates (select/run_selection.py)"
     )
     costs: CostReport | None = Field(
         None, description="Money, machine-hours and FLOPs per candidate from hardware.price_per_hour and the "

@@ -22,6 +22,9 @@ def write_results(result: RunResult, directory: Path) -> list[Path]:
     return paths + write_plots(result, directory)
 
 
+SELECTION_PLOT = "plots/selection.png"
+
+
 def write_plots(result: RunResult, directory: Path) -> list[Path]:
     """PNG plots report.md links to (plots/...), drawn from the result alone."""
     from hf_cost.report.drift_plot import drift_groups, drift_plot_name, plot_drift
@@ -30,4 +33,11 @@ def write_plots(result: RunResult, directory: Path) -> list[Path]:
     for name, results in drift_groups(result.scenarios).items():
         title = f"{result.suite.get('name')}: {name}, quality per period and input drift"
         paths.append(plot_drift(results, directory / drift_plot_name(name), title))
+    if result.selection is not None:
+        from hf_cost.config.schema import Suite
+        from hf_cost.select.run_selection import plot_summary
+
+        spec = Suite.model_validate(result.suite).select
+        paths.append(plot_summary([("results.json", result.model_dump(mode="json"))], spec,
+                                  directory / SELECTION_PLOT))
     return paths

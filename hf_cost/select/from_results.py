@@ -1,0 +1,120 @@
+"""Selection points from results.json files: one point per candidate per file, with CIs.
+
+Metric names a constraint or objective can use (units in the names):
+
+- ``p50_latency_ms``, ``p90_latency_ms``: single-stream latency; CI = percentile bootstrap of
+  LoadGen's percentile over the raw latencies (1,000 resamples, seed 0);
+- ``accuracy``: the first quality cell of the comparison (CI: its bootstrap);
+  ``accuracy:CELL`` any cell by name (``accuracy:drift:2025-H1``, ``accuracy:accuracy-2023h1``);
+- ``speedup``: the interleaved speed-up over the run's reference, with its CI;
+- ``throughput_samples_per_s`` (best batch size), ``peak_rss_mib``, ``size_mb`` (weights on
+  disk, 10^6 bytes), ``size_mib``, ``parameters_m``, ``gflop_per_sample``;
+- ``cost_per_million`` (at the offline throughput), ``cost_per_million_p90`` (one stream);
+- ``accuracy_slope_pts_per_period``: the drift slope in points, with its CI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hf_cost.errors import UserError
+from hf_cost.select.pareto import Measure, Point
+
+
+def load_results(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read a results.json: {exc}", where=str(path)) from None
+        if not isinstance(data, dict) or "scenarios" not in data or "candidates" not in data:
+            raise UserError("not an hf_cost results.json (no 'scenarios' / 'candidates')", where=str(path))
+        out.append((str(path), data))
+    return out
+
+
+def environment_of(data: dict[str, Any]) -> str:
+    env = data.get("environment", {})
+    gpus = ", ".join(g.get("name", "?") for g in env.get("gpus", [])) or "no GPU"
+    cpu = env.get("cpu", {})
+    return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpus}"
+
+
+def points_from_results(files: list[tuple[str, dict[str, Any]]]) -> list[Point]:
+    several = len(files) > 1
+    points = []
+    seen: dict[str, int] = {}
+    for path, data in files:
+        label = data.get("suite", {}).get("name") or Path(path).parent.name
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:  # two runs of one scenario file: tell them apart by order given
+            label = f"{label}#{seen[label]}"
+        env = environment_of(data)
+        for name, metrics in candidate_metrics(data).items():
+            points.append(Point(name=f"{name}@{label}" if several else name, metrics=metrics,
+                                source=label, environment=env))
+    return points
+
+
+def candidate_metrics(data: dict[str, Any]) -> dict[str, dict[str, Measure]]:
+    rows = {r["candidate"]: r for r in (data.get("comparison") or {}).get("rows", [])}
+    costs = {r["candidate"]: r for r in (data.get("costs") or {}).get("rows", [])}
+    out: dict[str, dict[str, Measure]] = {}
+    for name, info in data["candidates"].items():
+        m: dict[str, Measure] = {}
+        stream = next((s for s in data["scenarios"] if s["kind"] == "single_stream" and s["candidate"] == name
+                       and s.get("status", "ok") == "ok"), None)
+        if stream is not None:
+            lat = np.asarray(stream["raw"]["latencies_ms"], dtype=float)
+            for p in (0.5, 0.9):
+                m[f"p{int(p * 100)}_latency_ms"] = _percentile_with_ci(lat, p)
+        if info.get("size_on_disk_bytes"):
+            m["size_mb"] = Measure(info["size_on_disk_bytes"] / 1e6)
+            m["size_mib"] = Measure(info["size_on_disk_bytes"] / 2**20)
+        m["parameters_m"] = Measure(info["parameters"] / 1e6)
+        if info.get("flops"):
+            m["gflop_per_sample"] = Measure(info["flops"]["measured_per_sample"] / 1e9)
+        row = rows.get(name)
+        if row is not None:
+            _from_row(m, row)
+        cost = costs.get(name)
+        if cost is not None:
+            for key, figure in (("cost_per_million", "per_million_at_throughput"),
+                                ("cost_per_million_p90", "per_million_p90_single_stream")):
+                if cost.get(figure):
+                    m[key] = Measure(cost[figure]["value"])
+        out[name] = m
+    return out
+
+
+def _from_row(m: dict[str, Measure], row: dict[str, Any]) -> None:
+    if row.get("peak_rss_delta_mib") is not None:
+        m["peak_rss_mib"] = Measure(row["peak_rss_delta_mib"])
+    if row.get("throughput_samples_per_s"):
+        m["throughput_samples_per_s"] = Measure(max(row["throughput_samples_per_s"].values()))
+    s = row.get("interleaved_speedup")
+    if s:
+        m["speedup"] = Measure(s["ratio"], s.get("ci_low"), s.get("ci_high"))
+    for i, q in enumerate(row.get("quality", [])):
+        cell = Measure(q["accuracy"], q["ci_low"], q["ci_high"])
+        m[f"accuracy:{q['scenario']}"] = cell
+        if i == 0:
+            m["accuracy"] = cell
+    slope = (row.get("decay") or {}).get("slope")
+    if slope:
+        m["accuracy_slope_pts_per_period"] = Measure(slope["value"] * 100, slope["ci_low"] * 100, slope["ci_high"] * 100)
+
+
+def _percentile_with_ci(lat: np.ndarray, p: float, resamples: int = 1000, seed: int = 0) -> Measure:
+    """LoadGen's sorted[int(n*p)], with a percentile-bootstrap 95 % CI over the raw latencies."""
+    n = len(lat)
+    value = float(np.sort(lat)[int(n * p)])
+    rng = np.random.default_rng(seed)
+    boot = np.sort(lat[rng.integers(0, n, size=(resamples, n))], axis=1)[:, int(n * p)]
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return Measure(value, float(low), float(high))

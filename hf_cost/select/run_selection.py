@@ -1,0 +1,89 @@
+"""Selection over results: the `select` command, a run's `select:` block, their text and plot.
+
+`select_results` is the one entry point: results.json dicts + a spec -> a JSON-able summary
+(points with their CIs, frontier, feasible set, recommendation or tie, every loser's verdict,
+the environments). The report, the console and the card read that summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from hf_cost.select.constraints import Objective, SelectionSpec
+
+DEFAULT_SPEC = SelectionSpec(objectives=[Objective(metric="accuracy", direction="max"),
+                                         Objective(metric="p90_latency_ms", direction="min")])
+
+
+class SelectBlock(SelectionSpec):
+    """A scenario file's `select:`: constraints, objectives, and the plot's axes."""
+
+    plot_x: str = Field("p90_latency_ms", description="Plot's x axis metric.")
+    plot_y: str = Field("accuracy", description="Plot's y axis metric.")
+    plot_size: str | None = Field("size_mb", description="Point area; null for equal points.")
+
+
+def select_results(files: list[tuple[str, dict[str, Any]]], spec: SelectionSpec) -> dict[str, Any]:
+    from hf_cost.select.from_results import points_from_results
+    from hf_cost.select.pareto import select
+
+    points = points_from_results(files)
+    chosen = select(points, SelectionSpec(constraints=spec.constraints, objectives=spec.objectives))
+    used = {c.metric for c in spec.constraints} | {o.metric for o in spec.objectives}
+    return {
+        "spec": spec.model_dump(mode="json"),
+        "files": [path for path, _ in files],
+        "points": {p.name: {"source": p.source, "environment": p.environment,
+                            "metrics": {k: asdict(v) for k, v in sorted(p.metrics.items()) if k in used}}
+                   for p in points},
+        **asdict(chosen),
+    }
+
+
+def plot_summary(files: list[tuple[str, dict[str, Any]]], spec: Any, path: Path) -> Path:
+    from hf_cost.select.from_results import points_from_results
+    from hf_cost.select.pareto import select
+    from hf_cost.select.plot import plot_selection
+
+    points = points_from_results(files)
+    plain = SelectionSpec(constraints=spec.constraints, objectives=spec.objectives)
+    x, y = getattr(spec, "plot_x", "p90_latency_ms"), getattr(spec, "plot_y", "accuracy")
+    size = getattr(spec, "plot_size", "size_mb")
+    return plot_selection(points, select(points, plain), plain, path, x=x, y=y, size=size,
+                          title=f"selection: {y} vs {x}")
+
+
+def selection_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary in words: recommendation, frontier, feasible, verdicts, environments."""
+    rec = summary["recommended"]
+    lines = [f"recommended: {rec}" if rec else "recommended: none", f"why: {summary['reason']}"]
+    if summary["ties"]:
+        lines.append(f"ties (CIs overlap on the deciding metric): {', '.join(summary['ties'])}")
+    lines.append(f"Pareto frontier ({', '.join(o['metric'] + ' ' + o['direction'] for o in summary['spec']['objectives'])}): "
+                 + (", ".join(summary["frontier"]) or "none"))
+    lines.append("meet every constraint: " + (", ".join(summary["feasible"]) or "none"))
+    for name, verdict in summary["verdicts"].items():
+        lines.append(f"- {name}: {verdict}")
+    envs = summary.get("environments") or []
+    if envs:
+        lines.append(("MIXED HARDWARE: " if summary["mixed_hardware"] else "measured on: ") + "; ".join(envs))
+    return lines
+
+
+def selection_markdown(summary: dict[str, Any] | None, plot: str | None) -> list[str]:
+    if summary is None:
+        return []
+    lines = ["", "## Selection", ""]
+    cons = summary["spec"]["constraints"]
+    if cons:
+        lines.append("Constraints: " + "; ".join(
+            f"{c['metric']} {'<=' if c['max'] is not None else '>='} "
+            f"{c['max'] if c['max'] is not None else c['min']:g} ({c['bound']})" for c in cons) + ".")
+    lines += [""] + [f"- {line}" if not line.startswith("- ") else f"  {line}" for line in selection_lines(summary)]
+    if plot:
+        lines += ["", f"![selection]({plot})"]
+    return lines
