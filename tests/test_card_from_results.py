@@ -22,9 +22,8 @@ from hf_cost.cards.command import push_card, update_card
 from hf_cost.cards.from_results import (
     card_candidate,
     card_sections,
-    co2_of,
-    eval_results,
 )
+from hf_cost.cards.hub_metadata import co2_of, eval_results
 from hf_cost.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +244,8 @@ def test_update_twice_is_a_no_op_and_hand_text_of_the_shipped_card_survives(tmp_
     fm_shipped, out_shipped = _outside(shipped)
     fm_first, out_first = _outside(first)
     assert out_first == out_shipped  # every hand byte of the body, markers included
-    assert {k: v for k, v in fm_first.items() if k not in ("model-index", "co2_eq_emissions")} == fm_shipped
+    ours = ("model-index", "co2_eq_emissions")  # hf_cost's metadata; the shipped card may already have it
+    assert {k: v for k, v in fm_first.items() if k not in ours} == {k: v for k, v in fm_shipped.items() if k not in ours}
     assert fm_first["model-index"][0]["name"] == "all-MiniLM-L6-v2-support-tickets"
     assert SHIPPED.read_bytes() == shipped
 
@@ -340,3 +340,23 @@ def test_run_card_block_must_name_a_card_inside_model_cards(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "card.path" in err and "model_cards" in err, err
     assert elsewhere.read_text() == "# mine\n"
+
+
+def test_run_plots_are_copied_next_to_the_card_and_linked(tmp_path):
+    """selection.png and drift-*.png from the run's plots/ land in <card dir>/plots/ and are linked
+    from their sections; a second update copies nothing and changes nothing."""
+    run = tmp_path / "run"
+    (run / "plots").mkdir(parents=True)
+    (run / "plots" / "selection.png").write_bytes(b"\x89PNG selection")
+    (run / "plots" / "drift-drift.png").write_bytes(b"\x89PNG drift")
+    (run / "plots" / "other.png").write_bytes(b"\x89PNG not shown")
+    results = _write(run, results_dict(tmp_path))
+    card = tmp_path / "card" / "README.md"
+    update_card(results, card)
+    text = card.read_text()
+    assert "![selection.png](plots/selection.png)" in text and "![drift-drift.png](plots/drift-drift.png)" in text
+    assert (card.parent / "plots" / "selection.png").read_bytes() == b"\x89PNG selection"
+    assert not (card.parent / "plots" / "other.png").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in (card.parent / "plots").iterdir()}
+    assert update_card(results, card)[0] is False
+    assert {p.name: p.stat().st_mtime_ns for p in (card.parent / "plots").iterdir()} == before

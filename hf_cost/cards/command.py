@@ -19,9 +19,8 @@ from hf_cost.cards.from_results import (
     SECTIONS,
     card_candidate,
     card_sections,
-    co2_of,
-    eval_results,
 )
+from hf_cost.cards.hub_metadata import co2_of, eval_results
 from hf_cost.errors import UserError
 
 
@@ -43,18 +42,60 @@ def update_card(results_path: Path, card_path: Path, *, candidate: str | None = 
     """Write the figures of `results_path` into the card; (whether the file changed, sections generated)."""
     results = load_results(results_path)
     name = card_candidate(results, candidate)
-    source = str(results_path)
+    source = _shown(results_path)
     try:
-        sections = card_sections(results, candidate=candidate, results_path=source, card_path=str(card_path))
+        sections = card_sections(results, candidate=candidate, results_path=source, card_path=_shown(card_path))
         evals = eval_results(results, name, results_path=source)
         co2 = co2_of(results, name)
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise UserError(f"incomplete hf_cost results.json ({type(exc).__name__}: {exc})", where=source) from None
-    existing = read_hf_cost_sections(Path(card_path))
+    existing = read_hf_cost_sections(Path(card_path))  # also refuses a malformed card before any write
+    for section, plot in _copy_plots(Path(results_path).parent, Path(card_path).parent, sections):
+        sections[section] += f"\n\n![{plot}](plots/{plot})"
     written = {n: sections.get(n, "") for n in SECTIONS if n in sections or n in existing}
     changed = upsert_card(Path(card_path), written, eval_results=evals, co2_eq_emissions=co2,
                           source_url=source, new_card_title=title if title is not None else name)
     return changed, list(sections)
+
+
+PLOTS = {"selection.png": "selection"}  # and drift-NAME.png -> the drift section
+
+
+def _copy_plots(results_dir: Path, card_dir: Path, sections: dict[str, str]) -> list[tuple[str, str]]:
+    """The run's PNG plots the card's sections show, copied to `<card dir>/plots/` (atomic, only
+    when the bytes differ): (section, file name) of each, for the links."""
+    import os
+    import tempfile
+
+    shown = []
+    for png in sorted((results_dir / "plots").glob("*.png")):
+        section = PLOTS.get(png.name, "drift" if png.name.startswith("drift-") else None)
+        if section is None or section not in sections:
+            continue
+        target = card_dir / "plots" / png.name
+        data = png.read_bytes()
+        if not (target.is_file() and target.read_bytes() == data):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".plot-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        shown.append((section, png.name))
+    return shown
+
+
+def _shown(path: Path) -> str:
+    """A path as the card shows it: relative to the working directory when inside it (the same
+    text on every clone), else absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
 
 
 def push_card(card_path: Path, repo_id: str) -> str:

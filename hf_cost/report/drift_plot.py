@@ -21,7 +21,7 @@ def plot_drift(results: list[Any], path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.5, 5.4), dpi=120)
     first = results[0].metrics
     labels = {p.position: p.period for p in first.periods}
     for r in results:
@@ -53,7 +53,7 @@ def plot_drift(results: list[Any], path: Path, title: str) -> Path:
         ax2.axhline(0.5, color="black", linewidth=0.6, alpha=0.4)
         ax2.set_ylabel("domain-classifier AUC vs training window")
         handles, names = handles + [d], names + [d.get_label()]
-    ax.legend(handles, names, loc="lower left", fontsize=8)
+    ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

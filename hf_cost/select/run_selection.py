@@ -22,8 +22,8 @@ DEFAULT_SPEC = SelectionSpec(objectives=[Objective(metric="accuracy", direction=
 class SelectBlock(SelectionSpec):
     """A scenario file's `select:`: constraints, objectives, and the plot's axes."""
 
-    plot_x: str = Field("p90_latency_ms", description="Plot's x axis metric.")
-    plot_y: str = Field("accuracy", description="Plot's y axis metric.")
+    plot_x: str | None = Field(None, description="Plot's x axis; default: the second objective, else p90_latency_ms.")
+    plot_y: str | None = Field(None, description="Plot's y axis; default: the first (deciding) objective.")
     plot_size: str | None = Field("size_mb", description="Point area; null for equal points.")
 
 
@@ -51,10 +51,19 @@ def plot_summary(files: list[tuple[str, dict[str, Any]]], spec: Any, path: Path)
 
     points = points_from_results(files)
     plain = SelectionSpec(constraints=spec.constraints, objectives=spec.objectives)
-    x, y = getattr(spec, "plot_x", "p90_latency_ms"), getattr(spec, "plot_y", "accuracy")
+    x, y = plot_axes(spec)
     size = getattr(spec, "plot_size", "size_mb")
     return plot_selection(points, select(points, plain), plain, path, x=x, y=y, size=size,
                           title=f"selection: {y} vs {x}")
+
+
+def plot_axes(spec: Any) -> tuple[str, str]:
+    """(x, y): the block's, else y = the deciding objective and x = the next one (or p90 latency)."""
+    objectives = [o.metric for o in spec.objectives]
+    y = getattr(spec, "plot_y", None) or objectives[0]
+    others = [m for m in objectives if m != y]
+    x = getattr(spec, "plot_x", None) or (others[0] if others else "p90_latency_ms")
+    return x, y
 
 
 def selection_lines(summary: dict[str, Any]) -> list[str]:

@@ -1,0 +1,76 @@
+"""The Hub metadata of a card from an hf_cost results.json dict: `model-index` eval results (one
+per quality cell of the card's candidate, with dataset split and revision) and co2_eq_emissions
+(from the energy of the step that trained it). A local dataset's revision is the sha256 prefix of
+its bytes, and its name says "synthetic" when the README.md beside it does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from hf_cost.cards.from_results import _dataset_block, _hardware, _rows, _split, card_candidate
+
+
+def eval_results(results: dict, candidate: str, *, results_path: str = "results.json") -> list[dict]:
+    """EvalResult field dicts, one per quality cell of `candidate` in the comparison."""
+    me = card_candidate(results, candidate)
+    row = next((r for r in _rows(results) if r["candidate"] == me), {})
+    out, seen = [], set()
+    for q in row.get("quality") or []:
+        d = _dataset_fields(results, q["scenario"])
+        key = (d["dataset_type"], d.get("dataset_config"), d["dataset_split"], d.get("dataset_revision"))
+        if key in seen:  # two cells on one split: keep them apart on the Hub
+            d["dataset_split"] += f" [{q['scenario']}]"
+        seen.add(key)
+        out.append({"task_type": "text-classification", "task_name": "Text Classification", **d,
+                    "metric_type": "accuracy", "metric_value": float(q["accuracy"]),
+                    "metric_name": f"accuracy (95% CI {q['ci_low']:.3f}–{q['ci_high']:.3f}, n={q['n']})",
+                    "source_name": "hf_cost", "source_url": results_path})
+    return out
+
+
+
+def co2_of(results: dict, candidate: str) -> dict | None:
+    """The Hub's co2_eq_emissions from the energy of the step that trained `candidate`, or None."""
+    me = card_candidate(results, candidate)
+    step = next((s for s in results.get("scenarios", []) if s.get("candidate") == me
+                 and s.get("kind") in ("fine_tune", "distill") and s.get("status", "ok") == "ok"), None)
+    energy = (step or {}).get("energy") or {}
+    if energy.get("emissions_kg_co2eq") is None:
+        return None
+    out = {"emissions": float(f"{float(energy['emissions_kg_co2eq']) * 1000:.6g}"),
+           "source": f"codecarbon via hf_cost ({energy.get('method') or 'method not recorded'})",
+           "training_type": "fine-tuning", "hardware_used": _hardware(results)}
+    if energy.get("region"):
+        out["geographical_location"] = str(energy["region"])
+    return out
+
+
+
+def _dataset_fields(results: dict, cell: str) -> dict[str, Any]:
+    """dataset_type/name/split/(config, revision) of a quality cell (``DRIFT:PERIOD`` or an accuracy step)."""
+    scenario, _, period = cell.partition(":")
+    ds = _dataset_block(results, scenario)
+    split = period or _split(ds)
+    if ds.get("id"):
+        out = {"dataset_type": ds["id"], "dataset_name": f"{ds['id']} {period or cell}", "dataset_split": split}
+        out.update({k: ds[v] for k, v in (("dataset_config", "config"), ("dataset_revision", "revision")) if ds.get(v)})
+        return out
+    if not ds.get("path"):
+        return {"dataset_type": "unknown", "dataset_name": cell, "dataset_split": split}
+    path = Path(ds["path"])
+    path = path if path.is_absolute() else Path(results.get("scenario_file") or ".").parent / path
+    label = path.parent.name if path.parent.name.endswith(path.stem) else path.stem
+    try:
+        synthetic = "synthetic" in (path.parent / "README.md").read_text(encoding="utf-8")[:3000].lower()
+    except (OSError, UnicodeDecodeError):
+        synthetic = False
+    out = {"dataset_type": f"local/{path.name}", "dataset_split": split,
+           "dataset_name": f"{label}{' (synthetic)' if synthetic else ''} {period or cell}"}
+    try:
+        out["dataset_revision"] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        pass
+    return out
