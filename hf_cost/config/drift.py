@@ -47,6 +47,12 @@ class DriftScenario(MeasuredStep):
         True, description="Train a small text classifier per period (training window vs period): its AUC."
     )
     max_texts_per_side: PosInt = Field(1000, description="Domain classifier: texts per side at most.")
+    horizon: PosInt | None = Field(
+        None,
+        description="Eval-Stream (Wild-Time): also report each candidate's mean accuracy over the "
+        "`horizon` periods right after its training window. Train one candidate per window with "
+        "fine_tune steps (periods up to t) to get the protocol's curve.",
+    )
 
     @field_validator("period_column")
     @classmethod

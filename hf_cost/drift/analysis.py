@@ -86,6 +86,36 @@ class InputDrift:
         return out
 
 
+def eval_stream(sc: Any, kept: list[dict[str, Any]], correct: list[np.ndarray], window: Window) -> dict[str, Any]:
+    """Wild-Time's Eval-Stream for this candidate: trained on periods up to t (its window), scored
+    on the next `horizon` periods after t; their mean accuracy with a bootstrap CI (rows
+    resampled within each period, as for the decay statistics)."""
+    from hf_cost.drift.decay import decay_statistics
+
+    names = [e["period"] for e in kept]
+    inside = [i for i, e in enumerate(kept) if e["in_window"]]
+    out: dict[str, Any] = {"horizon": sc.horizon, "after": None, "periods": [], "average": None, "note": None}
+    if not inside:
+        out["note"] = "no period of the training window is in the data, so 'the next periods' are undefined"
+        return out
+    last = max(inside)
+    ahead = list(range(last + 1, min(last + 1 + sc.horizon, len(kept))))
+    out["after"] = names[last]
+    if not ahead:
+        out["note"] = f"no period after {names[last]} in the data"
+        return out
+    if any(kept[i]["in_window"] for i in ahead):
+        out["note"] = "the training window is not contiguous: periods after its last one include trained ones"
+    stats = decay_statistics([correct[i] for i in ahead], [names[i] for i in ahead],
+                             [kept[i]["position"] for i in ahead], [False] * len(ahead),
+                             n_resamples=sc.bootstrap_resamples, seed=sc.dataset.seed)
+    out["periods"] = [names[i] for i in ahead]
+    out["average"] = stats["out_of_distribution"]["average"]
+    if len(ahead) < sc.horizon:
+        out["note"] = f"only {len(ahead)} of the {sc.horizon} periods after {names[last]} are in the data"
+    return out
+
+
 def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits: np.ndarray,
             tokenizer: Any, cache: dict[Any, Any], say: Any) -> dict[str, Any]:
     """The drift metrics of one candidate (see report.metrics.DriftMetrics)."""
@@ -132,6 +162,7 @@ def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits
         n_resamples=sc.bootstrap_resamples, seed=sc.dataset.seed,
     )
     return {
+        "stream": eval_stream(sc, kept, correct, window) if sc.horizon else None,
         "period_column": sc.period_column, "granularity": sc.granularity,
         "training_window": list(window.periods), "training_window_source": window.source,
         "reference_rows": len(window.reference), "scored_rows": len(scored),

@@ -52,6 +52,13 @@ def _candidate(r: Any) -> list[str]:
             f" (OLS over the {s.periods} period values: 95 % CI {s.ols_ci_low * 100:+.2f} to "
             f"{s.ols_ci_high * 100:+.2f} points, p = {s.ols_p_value:.2g})")
         parts.append(f"Trend: {describe_slope(s.model_dump(), m.granularity)}, bootstrap over rows{ols}.")
+    st = m.stream
+    if st is not None:
+        if st.average is not None:
+            parts.append(f"Eval-Stream (trained up to {st.after}, next {st.horizon}): mean accuracy "
+                         f"{_ci(st.average)} over {', '.join(st.periods)}.")
+        if st.note:
+            parts.append(f"Eval-Stream: {st.note}.")
     lines = [" ".join(parts), "", "| " + " | ".join(PERIOD_COLUMNS) + " |", "|" + "---|" * len(PERIOD_COLUMNS)]
     changes = {c.period: c for c in d.changes}
     for p in m.periods:

@@ -94,6 +94,14 @@ class PeriodDrift(_Metrics):
     )
 
 
+class EvalStream(_Metrics):
+    horizon: int
+    after: str | None = Field(description="the training window's last period (t)")
+    periods: list[str] = Field(description="the periods after t that were scored (t+1 ... t+horizon)")
+    average: AverageScore | None = _better(True, "mean accuracy over those periods, bootstrap CI")
+    note: str | None = None
+
+
 class DriftMetrics(_Metrics):
     period_column: str
     granularity: str
@@ -105,6 +113,7 @@ class DriftMetrics(_Metrics):
     id_rows: int = Field(description="scored rows inside the training window (in-distribution)")
     periods: list[PeriodDrift]
     decay: Decay
+    stream: EvalStream | None = Field(None, description="with `horizon`: Wild-Time's Eval-Stream figure")
     label_distribution_reference: dict[str, int]
     duration_s: float = Field(description="inference over every scored row")
     analysis_s: float = Field(description="statistics, input drift and domain classifiers")
