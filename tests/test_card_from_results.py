@@ -352,11 +352,18 @@ def test_run_plots_are_copied_next_to_the_card_and_linked(tmp_path):
     (run / "plots" / "other.png").write_bytes(b"\x89PNG not shown")
     results = _write(run, results_dict(tmp_path))
     card = tmp_path / "card" / "README.md"
+    mine = card.parent / "plots"
+    mine.mkdir(parents=True)
+    (mine / "selection.png").write_bytes(b"the user's own plot")  # same name as the run's: untouched
+    (mine / "notes.txt").write_text("mine")
     update_card(results, card)
     text = card.read_text()
-    assert "![selection.png](plots/selection.png)" in text and "![drift-drift.png](plots/drift-drift.png)" in text
-    assert (card.parent / "plots" / "selection.png").read_bytes() == b"\x89PNG selection"
-    assert not (card.parent / "plots" / "other.png").exists()
+    assert "![hf_cost-selection.png](plots/hf_cost-selection.png)" in text
+    assert "![hf_cost-drift-drift.png](plots/hf_cost-drift-drift.png)" in text
+    assert (mine / "hf_cost-selection.png").read_bytes() == b"\x89PNG selection"
+    assert (mine / "selection.png").read_bytes() == b"the user's own plot"
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert not (mine / "hf_cost-other.png").exists() and not (mine / "other.png").exists()
     before = {p.name: p.stat().st_mtime_ns for p in (card.parent / "plots").iterdir()}
     assert update_card(results, card)[0] is False
     assert {p.name: p.stat().st_mtime_ns for p in (card.parent / "plots").iterdir()} == before

@@ -59,11 +59,13 @@ def update_card(results_path: Path, card_path: Path, *, candidate: str | None = 
 
 
 PLOTS = {"selection.png": "selection"}  # and drift-NAME.png -> the drift section
+COPY_PREFIX = "hf_cost-"  # the card folder's plots/ files hf_cost owns: no other file there is touched
 
 
 def _copy_plots(results_dir: Path, card_dir: Path, sections: dict[str, str]) -> list[tuple[str, str]]:
-    """The run's PNG plots the card's sections show, copied to `<card dir>/plots/` (atomic, only
-    when the bytes differ): (section, file name) of each, for the links."""
+    """The run's PNG plots the card's sections show, copied to `<card dir>/plots/hf_cost-NAME.png`
+    (atomic, only when the bytes differ): (section, file name) of each, for the links. Only files
+    with the hf_cost- prefix are written, so a user's own plots beside them are never replaced."""
     import os
     import tempfile
 
@@ -72,7 +74,7 @@ def _copy_plots(results_dir: Path, card_dir: Path, sections: dict[str, str]) -> 
         section = PLOTS.get(png.name, "drift" if png.name.startswith("drift-") else None)
         if section is None or section not in sections:
             continue
-        target = card_dir / "plots" / png.name
+        target = card_dir / "plots" / (COPY_PREFIX + png.name)
         data = png.read_bytes()
         if not (target.is_file() and target.read_bytes() == data):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,7 @@ def _copy_plots(results_dir: Path, card_dir: Path, sections: dict[str, str]) -> 
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-        shown.append((section, png.name))
+        shown.append((section, target.name))
     return shown
 
 

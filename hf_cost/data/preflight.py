@@ -47,7 +47,7 @@ def check_steps(suite: Suite, model_config: Any) -> dict[str, list[str] | None]:
 
 def _check_drift(sc: DriftScenario, plan: Any, where: str) -> None:
     """Periods parse, named periods exist, and every candidate's training window is known."""
-    from hf_cost.drift.data import check_window, load_period_rows
+    from hf_cost.drift.data import load_period_rows, training_window
     from hf_cost.errors import DataError
 
     loaded: dict[tuple[str, ...], Any] = {}
@@ -59,7 +59,7 @@ def _check_drift(sc: DriftScenario, plan: Any, where: str) -> None:
             if empty:
                 raise DataError(f"period '{empty[0]}' has no rows in column '{sc.period_column}'",
                                 where=f"{where}.order")
-        check_window(sc, plan.suite, name, rows, where, labels)
+        training_window(sc, plan.suite, name, rows, where, labels)  # loads the train sets' columns
 
 
 def _base_labels(suite: Suite, config: Any) -> list[str] | None:

@@ -110,11 +110,6 @@ def _train_rows(t: TrainedOn, sc: Any, label_names: Sequence[str] | None, where:
         ) from None
 
 
-def check_window(sc: Any, suite: Any, candidate: str, rows: PeriodRows, where: str, labels: Any) -> None:
-    """Validate-time check of what `training_window` will need (loads the train sets' columns)."""
-    training_window(sc, suite, candidate, rows, where, labels)
-
-
 def _source(sc: Any, sets: list[TrainedOn]) -> str:
     if sc.training_window is not None:
         return "given in the scenario (training_window); reference text: " + describe(sets).replace(

@@ -118,12 +118,3 @@ class CompareMetrics(_Metrics):
     per_round: list[float]
     latency_ms: LatencySummary = Field(description="over every query (or batch) of every round")
     speedup_vs_reference: Speedup | None = Field(description="None for the reference itself")
-
-
-def _measured() -> dict[str, type[_Metrics]]:
-    from hf_cost.report.drift_metrics import DriftMetrics
-
-    return {
-        "single_stream": SingleStreamMetrics, "offline": OfflineMetrics, "accuracy": AccuracyMetrics,
-        "compare": CompareMetrics, "drift": DriftMetrics,
-    }

@@ -16,7 +16,6 @@ from hf_cost.report.comparison import Comparison
 from hf_cost.report.cost import CostReport
 from hf_cost.report.drift_metrics import DriftMetrics
 from hf_cost.report.metrics import (
-    _measured,
     AccuracyMetrics,
     CompareMetrics,
     OfflineMetrics,
@@ -24,7 +23,11 @@ from hf_cost.report.metrics import (
 )
 
 SCHEMA_VERSION = "3.1"  # 3.1: the drift kind
-MEASURED = _measured()
+# Each measuring kind's typed metrics (report/metrics.py, report/drift_metrics.py), by kind.
+MEASURED = {
+    "single_stream": SingleStreamMetrics, "offline": OfflineMetrics, "accuracy": AccuracyMetrics,
+    "compare": CompareMetrics, "drift": DriftMetrics,
+}
 
 
 class _Out(BaseModel):

@@ -18,17 +18,28 @@ class DriftRunner(Runner):
     needs_head = True
 
     def __init__(self) -> None:
-        self._cache: dict[Any, Any] = {}  # candidate-independent input drift, shared across candidates
+        # Shared across this step's candidates: input drift that does not depend on the candidate,
+        # the dataset's rows (by label set) and training windows (by lineage and label set).
+        self._cache: dict[Any, Any] = {}
+        self._rows: dict[tuple[str, ...], Any] = {}
+        self._windows: dict[tuple[Any, ...], Any] = {}
 
     def run(self, scenario: DriftScenario, ctx: RunContext) -> list[ScenarioResult]:
         from hf_cost.data.labelled import LabelledSet
         from hf_cost.drift.analysis import analyse
         from hf_cost.drift.data import load_period_rows, training_window
+        from hf_cost.drift.lineage import training_sets
 
         sc, cand = scenario, ctx.candidate
         labels = model_label_names(cand, f"{ctx.where}.candidates")
-        rows = load_period_rows(sc.dataset, sc, f"{ctx.where}.dataset", labels, order=sc.order)
-        window = training_window(sc, ctx.suite, cand.name, rows, ctx.where, labels)
+        key = tuple(labels)
+        if key not in self._rows:
+            self._rows[key] = load_period_rows(sc.dataset, sc, f"{ctx.where}.dataset", labels, order=sc.order)
+        rows = self._rows[key]
+        lineage = (tuple(t.step for t in training_sets(ctx.suite, cand.name)), key)
+        if lineage not in self._windows:
+            self._windows[lineage] = training_window(sc, ctx.suite, cand.name, rows, ctx.where, labels)
+        window = self._windows[lineage]
         data = rows.data
         pairs = data.pairs or [None] * len(data)
         drop = sc.exclude_training_rows or window.reference_is_scored_data
