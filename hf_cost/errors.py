@@ -13,8 +13,15 @@ class UserError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, where: str | None = None):
+        # One line, always: a path or value taken from the input may hold a line break.
+        where = None if where is None else _one_line(str(where))
         self.where = where
+        message = _one_line(str(message))
         super().__init__(f"{where}: {message}" if where else message)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConfigError(UserError):

@@ -7,8 +7,10 @@ leaves the earlier output byte-identical. Layout::
 
     OUT/results.json, OUT/report.md, OUT/checkpoints/NAME/   what the last run wrote
     OUT/.hf_cost/lock            held (flock) while a run uses OUT; a second run is refused
-    OUT/.hf_cost/manifest.json   the entries the last run wrote: the only ones a later run
-                                 replaces or removes. Nothing else in OUT is ever touched.
+    OUT/.hf_cost/manifest.json   the entries the last run wrote, each with its size and SHA-256
+                                 (a folder: every file's): a later run replaces or removes an
+                                 entry only while it still matches (output_records.py).
+                                 Nothing else in OUT is ever touched.
     OUT/.hf_cost/staging-*/      this run's files until commit (removed on any exit)
 
 Every path is checked to resolve inside OUT before anything is written or deleted.
@@ -21,15 +23,26 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from hf_cost.errors import UserError
+from hf_cost.output_records import (
+    MANIFEST,
+    STATE_DIR,
+    Previous,
+    Verdict,
+    legacy_own,
+    manifest_data,
+    read_manifest,
+    record,
+    unchanged_since,
+    verify,
+)
+from hf_cost.safe_files import read_regular_text
 
-STATE_DIR = ".hf_cost"
-MANIFEST = "manifest.json"
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -176,29 +189,44 @@ class RunOutput:
     # -- what was there before ----------------------------------------------------
     def previous(self) -> dict | None:
         """The manifest of the run whose output is in OUT now, or None."""
-        try:
-            data = json.loads((self.root / STATE_DIR / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("entries"), list) else None
+        return read_manifest(self.root).data
 
-    def check_free(self, relative_entries: list[str]) -> None:
-        """Refuse now, before any work, entries that exist in OUT but no hf_cost run wrote."""
-        old = self._previous_entries()
-        for e in relative_entries:
-            target = self.root / e
-            if (target.exists() or target.is_symlink()) and e not in old:
+    def check_free(self, relative_entries: list[str]) -> dict[str, Verdict]:
+        """Refuse now, before any work, entries that exist in OUT but are not an earlier run's
+        own (unlisted, or changed since it wrote them). Returns the verdict on each one that exists."""
+        verdicts = self._verdicts(relative_entries)
+        self._refuse_others(relative_entries, verdicts)
+        return verdicts
+
+    def _refuse_others(self, entries: list[str], verdicts: dict[str, Verdict]) -> None:
+        for e in entries:
+            v = verdicts.get(e)
+            if v is not None and not v.own:
                 raise UserError(
-                    f"{target} exists and was not written by an earlier hf_cost run; move it away "
-                    "or choose another --output (nothing was changed)",
+                    f"{self.root / e} exists and was not written by an earlier hf_cost run ({v.reason}); "
+                    "move it away or choose another --output (nothing was changed)",
                     where="--output",
                 )
 
-    def _previous_entries(self) -> list[str]:
-        previous = self.previous()
-        if previous is not None:
-            return [e for e in previous["entries"] if _safe_relative(e)]
-        return _legacy_entries(self.root)
+    def _verdicts(self, entries: list[str], previous: Previous | None = None) -> dict[str, Verdict]:
+        """For each of ``entries`` that exists in OUT: is it the earlier run's own, unchanged?"""
+        previous = previous or read_manifest(self.root)
+        legacy = legacy_own(self.root) if previous.legacy else {}
+        out: dict[str, Verdict] = {}
+        for e in dict.fromkeys(entries):
+            target = self.root / e
+            if not (target.exists() or target.is_symlink()):
+                continue
+            if e in legacy:
+                out[e] = legacy[e]
+            elif e in previous.records:
+                out[e] = verify(self.root, previous.records[e])
+            elif previous.legacy and previous.data is not None and e in previous.data["entries"]:
+                out[e] = Verdict(False, "it is listed by a manifest from an hf_cost version that recorded "
+                                        "no checksums, so it may have changed since")
+            else:
+                out[e] = Verdict(False, f"{STATE_DIR}/{MANIFEST} does not list it")
+        return out
 
     def path_in_stage(self, relative: str) -> Path:
         """Where this run writes ``relative`` (e.g. 'checkpoints/NAME'), checked to be inside."""
@@ -214,35 +242,41 @@ class RunOutput:
     def commit(self, created_utc: str) -> list[str]:
         """Move every staged entry into OUT, replacing the previous run's entries.
 
-        Returns the previous run's entries that were replaced or removed. Signals are held
-        off throughout; on an error midway everything is put back as it was.
+        Returns the previous run's entries that were replaced or removed: only those still
+        exactly as it wrote them; anything else in OUT stays. Signals are held off while
+        entries move; on an error midway everything is put back as it was.
         """
         entries = _entries(self.stage)
-        old = self._previous_entries()
-        self.check_free(entries)
+        previous = read_manifest(self.root)
+        theirs = list(previous.records) + (["results.json", "report.md"] if previous.legacy else [])
+        verdicts = self._verdicts(entries + theirs, previous)
+        self._refuse_others(entries, verdicts)
+        old = {e: v for e, v in verdicts.items() if v.own}  # the earlier run's, exactly as it wrote them
+        records = [record(self.stage, e) for e in entries]  # hashed before signals are held
         backup = Path(tempfile.mkdtemp(prefix="replaced-", dir=self.root / STATE_DIR))
         moved_out: list[tuple[Path, Path]] = []
         moved_in: list[tuple[Path, Path]] = []
         with signals_held():
             try:
-                for e in old:
+                for e, verdict in old.items():
                     src = self.root / e
-                    if src.exists() or src.is_symlink():
-                        inside(self.root, src)
-                        dst = backup / e
-                        dst.parent.mkdir(parents=True, exist_ok=True)
-                        os.replace(src, dst)
-                        moved_out.append((src, dst))
+                    inside(self.root, src)
+                    if not unchanged_since(self.root, e, verdict):
+                        if e in entries:  # changed in the last moments: refuse as check_free would
+                            raise UserError(f"{src} changed while this run was being moved in; nothing "
+                                            "was replaced", where="--output")
+                        continue  # no longer the earlier run's own: left where it is
+                    dst = backup / e
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+                    moved_out.append((src, dst))
                 for e in entries:
                     src, dst = self.stage / e, self.root / e
                     inside(self.root, dst)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(src, dst)
                     moved_in.append((src, dst))
-                _write_json_atomic(
-                    self.root / STATE_DIR / MANIFEST,
-                    {"entries": entries, "created_utc": created_utc, "writer": "hf_cost"},
-                )
+                _write_json_atomic(self.root / STATE_DIR / MANIFEST, manifest_data(records, created_utc))
             except BaseException:
                 for src, dst in reversed(moved_in):
                     os.replace(dst, src)
@@ -252,8 +286,8 @@ class RunOutput:
                 raise
             self.committed = True
             shutil.rmtree(backup, ignore_errors=True)
-            for e in old:  # empty folders the previous entries leave (e.g. checkpoints/)
-                _remove_empty_parents(self.root / e, self.root)
+            for src, _ in moved_out:  # empty folders the previous entries leave (e.g. checkpoints/)
+                _remove_empty_parents(src, self.root)
             self._release(remove_created=False)
         return [str(src.relative_to(self.root)) for src, _ in moved_out]
 
@@ -314,25 +348,6 @@ def _entries(stage: Path) -> list[str]:
     return out
 
 
-def _legacy_entries(root: Path) -> list[str]:
-    """results.json and report.md of a run from before manifests (hf_cost 0.1), if any."""
-    try:
-        data = json.loads((root / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not (isinstance(data, dict) and "hf_cost_version" in data and "schema_version" in data):
-        return []
-    return ["results.json", "report.md"]
-
-
-def _safe_relative(entry: object) -> bool:
-    """A manifest entry we wrote: relative, no '..', not our own state folder."""
-    if not isinstance(entry, str) or not entry:
-        return False
-    parts = Path(entry).parts
-    return not Path(entry).is_absolute() and ".." not in parts and parts[0] != STATE_DIR
-
-
 def _remove_empty_parents(path: Path, root: Path) -> None:
     p = path.parent
     while p != root and root in p.parents:
@@ -362,7 +377,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 
 def _read_holder(path: Path) -> str:
     try:
-        pid = path.read_text().strip()
-    except OSError:
+        pid = read_regular_text(path, what="lock file", limit=64).strip()
+    except UserError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""

@@ -54,7 +54,12 @@ def test_commit_moves_everything_in_and_keeps_user_files(tmp_path: Path) -> None
     assert (root / "checkpoints" / "ft" / "model.safetensors").read_text() == "one-ft"
     assert (root / "notes.txt").read_text() == "mine"
     manifest = json.loads((root / ".hf_cost" / "manifest.json").read_text())
-    assert manifest["entries"] == ["checkpoints/ft", "report.md", "results.json"]
+    assert [e["path"] for e in manifest["entries"]] == ["checkpoints/ft", "report.md", "results.json"]
+    ft, report = manifest["entries"][0], manifest["entries"][1]
+    assert ft["kind"] == "folder" and ft["folders"] == []
+    assert ft["files"] == {"model.safetensors": {"size": 6, "sha256": hashlib.sha256(b"one-ft").hexdigest()}}
+    assert report == {"path": "report.md", "kind": "file", "size": len("# one\n"),
+                      "sha256": hashlib.sha256(b"# one\n").hexdigest()}
     assert [p.name for p in (root / ".hf_cost").iterdir() if p.name.startswith("staging")] == []
 
 
@@ -120,13 +125,147 @@ def test_a_file_hf_cost_did_not_write_is_never_replaced(tmp_path: Path) -> None:
     assert not (root / "results.json").exists()
 
 
-def test_results_from_before_manifests_are_adopted(tmp_path: Path) -> None:
+OLD_RESULTS = json.dumps({"schema_version": "1.0", "hf_cost_version": "0.1.0"})
+
+
+@pytest.mark.parametrize("manifest", [None, {"entries": ["results.json", "report.md"], "writer": "hf_cost"}],
+                         ids=["no manifest", "manifest without checksums"])
+def test_results_from_before_checksums_are_adopted(tmp_path: Path, manifest: dict | None) -> None:
     root = tmp_path / "out"
-    root.mkdir()
-    (root / "results.json").write_text(json.dumps({"schema_version": "1.0", "hf_cost_version": "0.1.0"}))
-    (root / "report.md").write_text("old")
+    (root / ".hf_cost").mkdir(parents=True)
+    if manifest is not None:
+        (root / ".hf_cost" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "results.json").write_text(OLD_RESULTS)
+    (root / "report.md").write_text("# hf_cost report: old\n")
     assert sorted(complete_run(root, "new")) == ["report.md", "results.json"]
     assert (root / "report.md").read_text() == "# new\n"
+
+
+def test_before_checksums_only_results_and_an_hf_cost_report_are_adopted(tmp_path: Path) -> None:
+    """A manifest without checksums names a checkpoint and the user's own report.md: neither is
+    taken (they may have changed since), so the run that needs those names refuses."""
+    root = tmp_path / "out"
+    (root / ".hf_cost").mkdir(parents=True)
+    (root / ".hf_cost" / "manifest.json").write_text(
+        json.dumps({"entries": ["results.json", "report.md", "checkpoints/ft"], "writer": "hf_cost"}))
+    (root / "results.json").write_text(OLD_RESULTS)
+    (root / "report.md").write_text("my own notes on that run\n")
+    (root / "checkpoints" / "ft").mkdir(parents=True)
+    (root / "checkpoints" / "ft" / "w.bin").write_text("weights")
+    (root / ".hf_cost" / "lock").touch()  # as an earlier run left it
+    before = tree_digest(root)
+    out = RunOutput.open(root)
+    with pytest.raises(UserError, match=r"report\.md exists and was not written by an earlier hf_cost run"):
+        out.check_free(["results.json", "report.md"])
+    with pytest.raises(UserError, match=r"checkpoints/ft exists .*recorded no checksums"):
+        out.check_free(["checkpoints/ft"])
+    out.abandon()
+    assert tree_digest(root) == before
+    # A run that needs neither name replaces results.json only; the rest stays.
+    out = RunOutput.open(root)
+    (out.stage / "results.json").write_text("{}")
+    assert out.commit(created_utc="new") == ["results.json"]
+    assert (root / "report.md").read_text() == "my own notes on that run\n"
+    assert (root / "checkpoints" / "ft" / "w.bin").read_text() == "weights"
+
+
+# --- a manifest edited by hand, entries changed after the run ----------------------------------
+
+
+def edit_manifest(root: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = root / ".hf_cost" / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("listed", [
+    "notes.txt",  # a name only
+    {"path": "notes.txt"},  # an entry without a record
+    {"path": "notes.txt", "kind": "file", "size": 4, "sha256": "0" * 64},  # a record that does not match
+], ids=["name", "no record", "wrong checksum"])
+def test_a_hand_edited_manifest_never_makes_a_user_file_hf_costs(tmp_path: Path, listed: object) -> None:
+    root = tmp_path / "out"
+    complete_run(root, "one")
+    (root / "notes.txt").write_text("mine")
+    edit_manifest(root, lambda m: m["entries"].append(listed))
+    out = RunOutput.open(root)
+    with pytest.raises(UserError, match=r"notes\.txt exists and was not written by an earlier hf_cost run"):
+        out.check_free(["results.json", "notes.txt"])
+    out.abandon()
+    assert complete_run(root, "two") == ["report.md", "results.json"]  # notes.txt is not replaced or removed
+    assert (root / "notes.txt").read_text() == "mine"
+    assert "notes.txt" not in (root / ".hf_cost" / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("edit", ["append", "extra file", "extra folder", "symlink", "remove"])
+def test_an_entry_changed_after_the_run_is_kept_and_not_replaced(tmp_path: Path, edit: str) -> None:
+    root = tmp_path / "out"
+    complete_run(root, "one", ("ft",))
+    ft = root / "checkpoints" / "ft"
+    if edit == "append":
+        with (root / "report.md").open("a") as fh:
+            fh.write("my notes\n")
+        name = "report.md"
+    else:
+        name = "checkpoints/ft"
+        if edit == "extra file":
+            (ft / "notes.txt").write_text("mine")
+        elif edit == "extra folder":
+            (ft / "mine").mkdir()
+        elif edit == "symlink":
+            (ft / "link").symlink_to(tmp_path)
+        else:
+            (ft / "model.safetensors").unlink()
+    before = tree_digest(root)
+    out = RunOutput.open(root)
+    with pytest.raises(UserError, match=f"{name} exists and was not written by an earlier hf_cost run"):
+        out.check_free(["results.json", "report.md", "checkpoints/ft"])
+    stage_run(out, "two", ("ft",))
+    with pytest.raises(UserError, match=name):
+        out.commit(created_utc="two")
+    out.abandon()
+    assert tree_digest(root) == before
+    # A run that does not need the name leaves it where it is (and forgets it).
+    other = ("other",) if name == "checkpoints/ft" else ()
+    out = RunOutput.open(root)
+    (out.stage / "results.json").write_text("{}")
+    for ck in other:
+        out.path_in_stage(f"checkpoints/{ck}").mkdir(parents=True)
+    replaced = out.commit(created_utc="three")
+    assert name not in replaced and "results.json" in replaced
+    assert (root / name).exists() or (root / name).is_symlink()
+    assert name not in [e["path"] for e in json.loads((root / ".hf_cost" / "manifest.json").read_text())["entries"]]
+
+
+def test_a_manifest_path_through_a_symlink_is_not_trusted(tmp_path: Path) -> None:
+    """checkpoints/ replaced by a link to the user's own folder holding the same bytes."""
+    root = tmp_path / "out"
+    complete_run(root, "one", ("ft",))
+    elsewhere = tmp_path / "elsewhere"
+    (root / "checkpoints").rename(elsewhere)
+    (root / "checkpoints").symlink_to(elsewhere)
+    out = RunOutput.open(root)
+    with pytest.raises(UserError, match="symbolic link"):
+        out.check_free(["checkpoints/ft"])
+    out.abandon()
+    assert (elsewhere / "ft" / "model.safetensors").read_text() == "one-ft"
+
+
+def test_normal_reruns_replace_their_own_entries_every_time(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    out = RunOutput.open(root)
+    stage_run(out, "one", ("ft", "other"))
+    (out.path_in_stage("checkpoints/ft") / "onnx" / "empty").mkdir(parents=True)  # nested, and empty
+    (out.path_in_stage("checkpoints/ft") / "onnx" / "model.onnx").write_bytes(os.urandom(3 * 1024 * 1024))
+    out.commit(created_utc="one")
+    assert sorted(complete_run(root, "two", ("ft",))) == [
+        "checkpoints/ft", "checkpoints/other", "report.md", "results.json"]
+    assert not (root / "checkpoints" / "other").exists()
+    assert not (root / "checkpoints" / "ft" / "onnx").exists()
+    assert sorted(complete_run(root, "three", ("ft",))) == ["checkpoints/ft", "report.md", "results.json"]
+    assert (root / "checkpoints" / "ft" / "model.safetensors").read_text() == "three-ft"
+    assert json.loads((root / "results.json").read_text()) == {"run": "three"}
 
 
 def test_second_run_into_the_same_directory_is_refused(tmp_path: Path) -> None:

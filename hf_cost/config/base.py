@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hf_cost.config.fields import Float, PosInt, SafeName, Seed
 
@@ -80,6 +80,15 @@ class MeasuredStep(ScenarioBase):
         description="The candidates to measure: 'base' and the names of earlier building steps "
         "(fine_tune, ...). Default: every candidate built so far that this kind can measure.",
     )
+
+    @field_validator("candidates")
+    @classmethod
+    def _each_once(cls, v: list[str] | None) -> list[str] | None:
+        for j, name in enumerate(v or []):
+            if name in v[:j]:
+                raise ValueError(f"'{name}' is listed twice (candidates[{v.index(name)}] and candidates[{j}]); "
+                                 "name each candidate once")
+        return v
 
 
 class BuildingStep(ScenarioBase):

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from hf_cost.config.base import DatasetSpec, MeasuredStep
-from hf_cost.config.fields import BatchSize, PosInt
+from hf_cost.config.fields import BatchSize, PeriodLabel, PosInt, ShownText
 
 
 class DriftScenario(MeasuredStep):
@@ -20,15 +20,15 @@ class DriftScenario(MeasuredStep):
 
     kind: Literal["drift"]
     dataset: DatasetSpec
-    period_column: str = Field(description="The column holding each row's date or period label.")
+    period_column: ShownText = Field(description="The column holding each row's date or period label.")
     granularity: Literal["month", "quarter", "half", "year", "label"] = Field(
         "label",
         description="month / quarter / half / year: the column holds dates (ISO 8601), binned so; "
         "label: the column holds period labels, ordered naturally (or by `order`).",
     )
     timezone: str = Field("UTC", description="Dates with an offset are converted to this zone before binning.")
-    order: list[str] | None = Field(None, min_length=1, description="granularity label: the periods in order.")
-    training_window: list[str] | None = Field(
+    order: list[PeriodLabel] | None = Field(None, min_length=1, description="granularity label: the periods in order.")
+    training_window: list[PeriodLabel] | None = Field(
         None,
         min_length=1,
         description="The periods the candidates were trained on. Default: the periods of the train "

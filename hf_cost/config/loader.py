@@ -4,6 +4,9 @@ Loading knows nothing about semantics: it reads YAML, merges ``include:`` files
 (paths relative to the including file, cycles detected) and turns relative paths
 in known path-valued keys into absolute ones. The schema validates afterwards.
 
+Every file is read through `safe_files.read_regular_text`: a regular UTF-8 file of at most
+LIMITS["scenario"] (a FIFO, /dev/zero, a folder or a huge include is refused in one line).
+
 The YAML reader refuses, before any Python object is built: duplicate keys (an explicit
 key may still override one brought in by a ``<<:`` merge), recursive aliases, nesting
 deeper than MAX_DEPTH, and documents whose aliases would expand to more than MAX_NODES
@@ -18,7 +21,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from hf_cost.errors import ConfigError
+from hf_cost.errors import ConfigError, UserError
+from hf_cost.safe_files import LIMITS, read_regular_text
 
 # Keys whose string values are filesystem paths relative to the YAML file they are in.
 PATH_KEYS = frozenset({"path", "data_files", "output_dir"})
@@ -130,19 +134,24 @@ class GuardedLoader(yaml.SafeLoader):
     def _scalar_key(self, node: ScalarNode) -> Any:
         """The key as the dict will hold it: `1` and `0x1` (or `yes` and `true`) collide there."""
         constructor = self.yaml_constructors.get(node.tag)
+        if constructor is None:
+            return (node.tag, node.value)
         try:
-            value = constructor(self, node) if constructor is not None else None
+            value = constructor(self, node)  # `~` and `null` are both None: one key
             hash(value)
         except Exception:  # a bad scalar is the constructor's to report, later
-            value = None
-        return (node.tag, node.value) if value is None else value
+            return (node.tag, node.value)
+        return value
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError) as exc:  # e.g. the date 2023-02-30
-            what = f"value '{node.value}'" if isinstance(node, ScalarNode) else f"this {node.id}"
-            raise YamlRefused(f"cannot read {what}: {exc}", node.start_mark) from None
+        except yaml.YAMLError:  # YamlRefused, and the constructor's own (an unknown tag): reported as such
+            raise
+        except Exception as exc:  # e.g. the date 2023-02-30; `!!bool maybe`, `!!timestamp x` (KeyError, ...)
+            what = f"value '{str(node.value)[:80]}'" if isinstance(node, ScalarNode) else f"this {node.id}"
+            cause = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise YamlRefused(f"cannot read {what}: {cause}", node.start_mark) from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -151,19 +160,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _load(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a lone surrogate, a symlink loop
+        what = "include" if stack else "scenario file"
+        raise ConfigError(f"cannot use the {what} path {ascii(str(path))}: {type(exc).__name__}",
+                          where=str(stack[-1]) if stack else None) from None
     if resolved in stack:
         chain = " -> ".join(str(p) for p in (*stack, resolved))
         raise ConfigError(f"include cycle: {chain}", where=str(stack[-1]))
+    text = _read(path, resolved, stack)
+    loader = None
     try:
-        text = resolved.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        where = str(stack[-1]) if stack else None
-        raise ConfigError(f"scenario file not found: {path}", where=where) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc.__class__.__name__}", where=str(path)) from None
-    loader = GuardedLoader(text)
-    try:
+        loader = GuardedLoader(text)  # its reader refuses unprintable characters already here
         data = loader.get_single_data()
     except YamlRefused as exc:
         line = f"line {exc.mark.line + 1}: " if exc.mark is not None else ""
@@ -175,14 +184,18 @@ def _load(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{line}malformed YAML: {problem}", where=str(path)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"expected a mapping at the top level, got {type(data).__name__}", where=str(path)
         )
-    data = _absolutize(data, resolved.parent)
+    try:
+        data = _absolutize(data, resolved.parent)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).removeprefix(f"{exc.where}: "), where=f"{path}: {exc.where}") from None
     includes = data.pop("include", None)
     if includes is None:
         return data
@@ -196,6 +209,26 @@ def _load(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
     return deep_merge(merged, data)
 
 
+def _read(path: Path, resolved: Path, stack: tuple[Path, ...]) -> str:
+    """The text of a scenario file or include: a regular UTF-8 file within LIMITS["scenario"]
+    (a FIFO, a device such as /dev/zero, a folder or a huge file is refused, never read).
+    An include's error is the including file's: ``a.yaml: include b.yaml: is a FIFO ...``."""
+    what = "include" if stack else "scenario file"
+    try:
+        missing = not resolved.exists() and not resolved.is_symlink()
+    except OSError:  # a name too long, a loop: the read below says which
+        missing = False
+    if missing:
+        raise ConfigError(f"scenario file not found: {path}", where=str(stack[-1]) if stack else None)
+    try:
+        return read_regular_text(resolved, what=what, limit=LIMITS["scenario"])
+    except UserError as exc:
+        reason = str(exc).removeprefix(f"{exc.where}: ").removeprefix(f"{what}: ")
+        if stack:
+            raise ConfigError(f"include {path}: {reason}", where=str(stack[-1])) from None
+        raise ConfigError(f"{what}: {reason}", where=str(path)) from None
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Mappings merge key by key; anything else (lists included) in ``override`` wins."""
     out = dict(base)
@@ -207,23 +240,35 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _absolutize(node: Any, base: Path) -> Any:
+def _absolutize(node: Any, base: Path, key: str = "") -> Any:
     if isinstance(node, dict):
         return {
-            k: (_resolve_path(v, base) if k in PATH_KEYS else _absolutize(v, base))
+            k: (_resolve_path(v, base, _key(key, k)) if k in PATH_KEYS else _absolutize(v, base, _key(key, k)))
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_absolutize(v, base) for v in node]
+        return [_absolutize(v, base, f"{key}[{i}]") for i, v in enumerate(node)]
     return node
 
 
-def _resolve_path(value: Any, base: Path) -> Any:
+def _key(parent: str, child: Any) -> str:
+    return f"{parent}.{child}" if parent else str(child)
+
+
+def _resolve_path(value: Any, base: Path, key: str) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ConfigError(f"the path {value!r} holds a NUL byte", where=key)
     if isinstance(value, str) and value and "://" not in value:
-        p = Path(value).expanduser()
-        return str(p if p.is_absolute() else (base / p).resolve())
+        try:
+            p = Path(value).expanduser()
+        except RuntimeError:  # ~user of no such user, or no home directory
+            raise ConfigError(f"cannot expand '~' in the path {value!r}", where=key) from None
+        try:
+            return str(p if p.is_absolute() else (base / p).resolve())
+        except (OSError, ValueError, RuntimeError) as exc:  # UnicodeEncodeError: a lone surrogate
+            raise ConfigError(f"cannot use the path {value!r}: {type(exc).__name__}", where=key) from None
     if isinstance(value, list):
-        return [_resolve_path(v, base) for v in value]
+        return [_resolve_path(v, base, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _resolve_path(v, base) for k, v in value.items()}
+        return {k: _resolve_path(v, base, _key(key, k)) for k, v in value.items()}
     return value

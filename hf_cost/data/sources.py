@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hf_cost.config.schema import DatasetSpec
-from hf_cost.errors import DataError
+from hf_cost.errors import DataError, UserError
+from hf_cost.safe_files import LIMITS, check_regular
 
 # file suffix -> the `datasets` builder that reads it
 LOCAL_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -28,9 +31,9 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
                     f"cannot read '{path.name}': expected one of {sorted(LOCAL_BUILDERS)}",
                     where=f"{where}.path",
                 )
-            if not path.is_file():
+            if not path.exists() and not path.is_symlink():
                 raise DataError(f"no data file at {path}", where=f"{where}.path")
-            if path.stat().st_size == 0:
+            if _regular_file(path, f"{where}.path").st_size == 0:
                 raise DataError(f"{path} is empty", where=f"{where}.path")
             if spec.split not in ("train", "data"):  # before reading the file, not after
                 raise DataError(
@@ -57,6 +60,16 @@ def load_split(spec: DatasetSpec, where: str = "inputs.dataset") -> Any:
 
 
 MAX_CAUSE_CHARS = 300
+
+
+def _regular_file(path: Path, where: str) -> os.stat_result:
+    """Refuse a FIFO, a device, a folder or a file over LIMITS["dataset"] before `datasets`
+    opens it (a FIFO would block it forever, /dev/zero would never end)."""
+    try:
+        return check_regular(path, what="dataset file", limit=LIMITS["dataset"])
+    except UserError as exc:
+        reason = str(exc).removeprefix(f"{exc.where}: ").removeprefix("dataset file: ")
+        raise DataError(f"{path}: {reason}", where=where) from None
 
 
 @contextlib.contextmanager

@@ -87,7 +87,7 @@ def training_window(sc: Any, suite: Any, candidate: str, rows: PeriodRows, where
             where=f"{where}.training_window",
         )
     if not sets:  # a given window, no training rows known: half of its rows are the reference
-        return _half_as_reference(sc, rows)
+        return _half_as_reference(sc, rows, candidate, where)
     train_rows = [_train_rows(t, sc, label_names, where) for t in sets]
     seen = sorted({p for r in train_rows for p in r.periods}, key=_position_in(rows.column))
     periods = list(sc.training_window) if sc.training_window is not None else seen
@@ -101,6 +101,9 @@ def _train_rows(t: TrainedOn, sc: Any, label_names: Sequence[str] | None, where:
     try:
         return load_period_rows(t.train, sc, t.where, label_names, step=where)
     except DataError as exc:
+        if exc.where == where:  # a date or period label bin_periods refused: in the train data's rows
+            message = str(exc).removeprefix(f"{exc.where}: ")
+            raise DataError(f"the train data of step '{t.step}' ({t.where}): {message}", where=where) from None
         if not (exc.where or "").endswith(".period_column"):
             raise
         raise DataError(
@@ -117,9 +120,20 @@ def _source(sc: Any, sets: list[TrainedOn]) -> str:
     return describe(sets)
 
 
-def _half_as_reference(sc: Any, rows: PeriodRows) -> Window:
+# A given window without training rows: at least one row for the reference, one to score.
+MIN_WINDOW_ROWS = 2
+
+
+def _half_as_reference(sc: Any, rows: PeriodRows, candidate: str, where: str) -> Window:
     window = list(sc.training_window)
     inside = [i for i, p in enumerate(rows.periods) if p in set(window)]
+    if len(inside) < MIN_WINDOW_ROWS:
+        raise DataError(
+            f"candidate '{candidate}': the training window ({', '.join(window)}) has {len(inside)} row(s) in "
+            f"column '{sc.period_column}'; with no training rows known, a seeded half of the window's rows is "
+            f"the reference text and the rest is scored, so the window needs at least {MIN_WINDOW_ROWS} rows",
+            where=f"{where}.training_window",
+        )
     rng = random.Random(sc.dataset.seed)
     picked = sorted(rng.sample(inside, len(inside) // 2))
     d = rows.data

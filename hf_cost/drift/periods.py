@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from hf_cost.config.fields import shown, text_problem
 from hf_cost.errors import ConfigError, DataError
 
 GRANULARITIES = ("month", "quarter", "half", "year", "label")
@@ -53,8 +54,9 @@ def bin_periods(
     """Period label of every value of ``column``; see the module docstring for the rules.
 
     Raises ConfigError on an unknown granularity or time zone, or ``order`` with a date
-    granularity; DataError on a value that is not a date, a label missing from ``order``, or a
-    column with no values at all. Messages name a value's data row counting from 1: its
+    granularity; DataError on a value that is not a date, a label missing from ``order``, a
+    label a report cannot show (over 64 characters, a control character, '<!--' or '-->';
+    `config.fields.text_problem`), or a column with no values at all. Messages name a value's data row counting from 1: its
     position in ``values`` + 1, or ``row_numbers[i]`` when the values are a filtered subset.
     """
     rows = list(row_numbers) if row_numbers is not None else [i + 1 for i in range(len(values))]
@@ -211,6 +213,11 @@ def _bin_labels(
     values: Sequence[Any], column: str, order: Sequence[str] | None, where: str, rows: list[int]
 ) -> PeriodColumn:
     labels = [None if _is_missing(v) else _label_text(v) for v in values]
+    for row, lab in enumerate(labels):
+        problem = text_problem(lab) if lab is not None else None
+        if problem:
+            raise DataError(f"column {column!r}: label {shown(lab)} (data row {rows[row]}) {problem}; "
+                            "it names a period in the report, plot and card", where=where)
     present = {lab for lab in labels if lab is not None}
     if order is None:
         ranked = sorted(present, key=natural_key)
