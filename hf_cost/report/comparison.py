@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hf_cost.report.metrics import Count, NonNegative, Parameters, Share
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -20,10 +22,10 @@ class _Out(BaseModel):
 
 class QualityCell(_Out):
     scenario: str
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    n: int
+    accuracy: Share
+    ci_low: Share
+    ci_high: Share
+    n: Count
     delta_vs_reference: dict[str, Any] | None = Field(
         None, description="accuracy - reference's accuracy, paired bootstrap 95% CI, 2x2 counts, McNemar p"
     )
@@ -38,18 +40,18 @@ class CandidateRow(_Out):
     parent: str | None = None
     runtime: str | None = None
     dtype: str | None = None
-    parameters: int | None = None
-    size_on_disk_bytes: int | None = None
-    flops_per_sample: int | None = None
+    parameters: Parameters | None = None
+    size_on_disk_bytes: Count | None = None
+    flops_per_sample: Count | None = None
     flops_source: str | None = None
     peak_rss_delta_mib: float | None = Field(None, description="highest over its measurement runs")
-    p50_ms: float | None = None
-    p90_ms: float | None = None
+    p50_ms: NonNegative | None = None
+    p90_ms: NonNegative | None = None
     latency_queries: int | None = None
     p50_ratio_vs_reference: float | None = Field(
         None, description="reference p50 / this p50 from separate single_stream runs: no CI, drift included"
     )
-    throughput_samples_per_s: dict[str, float] = Field(default_factory=dict, description="batch size -> samples/s")
+    throughput_samples_per_s: dict[str, NonNegative] = Field(default_factory=dict, description="batch size -> samples/s")
     interleaved_speedup: dict[str, Any] | None = Field(None, description="from a compare step: ratio and 95% CI")
     quality: list[QualityCell] = Field(default_factory=list)
     build: dict[str, Any] | None = Field(None, description="the step that built it: kind, time, training FLOPs")

@@ -8,7 +8,7 @@ Building steps (fine_tune, distill, variants) keep their own figures in a plain 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,19 +17,27 @@ class _Metrics(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-def _better(higher: bool, description: str) -> Any:
-    return Field(description=description, json_schema_extra={"higher_is_better": higher})
+def _better(higher: bool, description: str, **bounds: Any) -> Any:
+    return Field(description=description, json_schema_extra={"higher_is_better": higher}, **bounds)
+
+
+# Ranges every producer satisfies (a share, a time, a count), stated so that a results file from
+# elsewhere with an accuracy of 1e308 or a negative latency is refused when read, not plotted.
+Share = Annotated[float, Field(ge=0, le=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+Parameters = Annotated[int, Field(ge=0, lt=10**13, description="a model's parameter count (ten trillion at most)")]
 
 
 class LatencySummary(_Metrics):
     """Summary of raw latencies; percentiles are LoadGen's sorted[int(n*p)]."""
 
-    n: int
-    mean_ms: float
-    stdev_ms: float | None = Field(description="sample standard deviation; None for one sample")
-    min_ms: float
-    max_ms: float
-    percentiles_ms: dict[str, float] = Field(description="'p50', 'p90', 'p95', 'p97', 'p99', 'p99.9'")
+    n: Count
+    mean_ms: NonNegative
+    stdev_ms: NonNegative | None = Field(description="sample standard deviation; None for one sample")
+    min_ms: NonNegative
+    max_ms: NonNegative
+    percentiles_ms: dict[str, NonNegative] = Field(description="'p50', 'p90', 'p95', 'p97', 'p99', 'p99.9'")
 
 
 class EarlyStopping(_Metrics):
@@ -52,8 +60,8 @@ class SingleStreamMetrics(ComputeRate):
     final_query_issued_s: float
     latency_ms: LatencySummary
     target_percentile: float
-    target_latency_ms: float = _better(False, "latency at target_percentile over the measured queries")
-    early_stopping_latency_ms: float | None = _better(
+    target_latency_ms: NonNegative = _better(False, "latency at target_percentile over the measured queries")
+    early_stopping_latency_ms: NonNegative | None = _better(
         False, "MLPerf early-stopping estimate of the target percentile; None when too few queries"
     )
     early_stopping: EarlyStopping
@@ -65,30 +73,32 @@ class OfflineMetrics(ComputeRate):
     samples: int
     batches: int
     duration_s: float
-    throughput_samples_per_s: float = _better(True, "samples / (last completion - issue)")
-    throughput_tokens_per_s: float = _better(True, "throughput_samples_per_s x sequence length (padded)")
+    throughput_samples_per_s: NonNegative = _better(True, "samples / (last completion - issue)")
+    throughput_tokens_per_s: NonNegative = _better(True, "throughput_samples_per_s x sequence length (padded)")
     batch_latency_ms: LatencySummary
 
 
 class ScoredMetric(_Metrics):
-    value: float
-    ci_low: float
-    ci_high: float
-    ci_level: float
-    n: int
+    """A share (accuracy, F1, precision, recall) with its bootstrap CI: every figure in [0, 1]."""
+
+    value: Share
+    ci_low: Share
+    ci_high: Share
+    ci_level: Share
+    n: Count
     method: str
 
 
 class AccuracyMetrics(_Metrics):
-    n: int
+    n: Count
     accuracy: ScoredMetric = _better(True, "share of samples predicted right, with a bootstrap CI")
     f1_macro: ScoredMetric = _better(True, "macro-averaged F1, with a bootstrap CI")
     precision_macro: ScoredMetric = _better(True, "macro-averaged precision")
     recall_macro: ScoredMetric = _better(True, "macro-averaged recall")
     per_class: dict[str, dict[str, float]] = Field(description="label -> precision, recall, f1, support")
     extra_metrics: dict[str, Any] = Field(default_factory=dict, description="extra evaluate metrics, as returned")
-    duration_s: float
-    throughput_samples_per_s: float
+    duration_s: NonNegative
+    throughput_samples_per_s: NonNegative
     dropped_rows: dict[str, int] = Field(default_factory=dict, description="column -> rows with an empty cell")
 
 

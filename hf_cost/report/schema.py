@@ -18,7 +18,10 @@ from hf_cost.report.drift_metrics import DriftMetrics
 from hf_cost.report.metrics import (
     AccuracyMetrics,
     CompareMetrics,
+    Count,
+    NonNegative,
     OfflineMetrics,
+    Parameters,
     SingleStreamMetrics,
 )
 
@@ -109,7 +112,7 @@ class ScenarioResult(_Out):
 class FlopsInfo(_Out):
     sequence_length: int
     batch_size: int
-    measured_per_sample: int = Field(description="torch FlopCounterMode, matmul-class ops incl. attention")
+    measured_per_sample: Count = Field(description="torch FlopCounterMode, matmul-class ops incl. attention")
     analytic_per_sample: int | None = Field(description="closed-form encoder formula; None for non-encoders")
     relative_difference: float | None
     by_operator: dict[str, int]
@@ -130,13 +133,13 @@ class CandidateInfo(_Out):
     runtime: Literal["torch", "onnxruntime"]
     dtype: str = Field(description="Weights' data type; a quantized candidate says what is int8")
     device: str
-    parameters: int
-    parameter_bytes: int
-    size_on_disk_bytes: int | None = Field(description="Weight files on disk (the files it loads)")
+    parameters: Parameters
+    parameter_bytes: Count
+    size_on_disk_bytes: Count | None = Field(description="Weight files on disk (the files it loads)")
     path: str | None = Field(description="Where its files are after the run")
     model: dict[str, Any] = Field(description="Loader details: class, commit, source, attention")
-    load_time_s: float
-    baseline_rss_mib: float = Field(description="RSS after imports and this model's load; memory deltas are over it")
+    load_time_s: NonNegative
+    baseline_rss_mib: NonNegative = Field(description="RSS after imports and this model's load; memory deltas are over it")
     flops: FlopsInfo | None = None
 
 

@@ -1,39 +1,61 @@
-"""`python -m hf_cost select RESULTS.json... [--constraints FILE] [--plot PNG] [--json FILE]`."""
+"""`python -m hf_cost select RESULTS.json... [--constraints FILE] [--plot PNG] [--json FILE] [--force]`.
+
+Everything that can fail is done before anything is printed or written: the targets are
+checked (select/targets.py), the inputs read through their checked loaders, every metric name
+looked up, the summary, its JSON and the PNG made in memory. Only then are the files written
+(atomically) and the selection printed, so a failure is one line with nothing half done.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 
-def run_select(results: list[Path], constraints: Path | None, plot: Path | None, json_out: Path | None) -> int:
-    from hf_cost.select.constraints import load_selection_spec
-    from hf_cost.select.from_results import load_results
-    from hf_cost.select.run_selection import DEFAULT_SPEC, plot_summary, select_results, selection_lines
+def run_select(results: list[Path], constraints: Path | None, plot: Path | None, json_out: Path | None,
+               force: bool = False) -> int:
+    from hf_cost.errors import ConfigError
+    from hf_cost.select.constraints import (
+        load_selection_spec,
+        spec_metrics,
+        unknown_metric,
+    )
+    from hf_cost.select.from_results import load_results, quality_cells
+    from hf_cost.select.run_selection import (
+        DEFAULT_SPEC,
+        select_results,
+        selection_lines,
+        summary_png,
+    )
+    from hf_cost.select.targets import (
+        SOFTWARE,
+        check_target,
+        is_own_json,
+        is_own_png,
+        write_files,
+    )
+
+    inputs = [*results, *([constraints] if constraints is not None else [])]
+    for path, flag, suffix, own in ((json_out, "--json", ".json", is_own_json), (plot, "--plot", ".png", is_own_png)):
+        if path is not None:
+            check_target(path, flag=flag, suffix=suffix, inputs=inputs, force=force, own=own)
 
     spec = load_selection_spec(constraints) if constraints is not None else DEFAULT_SPEC
     files = load_results(results)
+    cells = quality_cells(files)
+    for key, name in spec_metrics(spec):
+        problem = unknown_metric(name, cells)
+        if problem:
+            raise ConfigError(f"{key}: {problem}", where=str(constraints) if constraints is not None else None)
+
     summary = select_results(files, spec)
-    print("\n".join(selection_lines(summary)))
+    lines = selection_lines(summary)
+    writes = []
     if plot is not None:
-        print(f"wrote {plot_summary(files, spec, plot)}")
+        writes.append((plot, summary_png(files, spec)))
     if json_out is not None:
-        _write_json(json_out, summary)
-        print(f"wrote {json_out}")
+        text = json.dumps({"written_by": SOFTWARE, **summary}, indent=2, allow_nan=False) + "\n"
+        writes.append((json_out, text.encode("utf-8")))
+    write_files(writes)
+    print("\n".join(lines + [f"wrote {path}" for path, _ in writes]))
     return 0
-
-
-def _write_json(path: Path, data: Any) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".select-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,7 +8,9 @@ just at its point estimate. Every check records which figure it used, so a repor
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +24,45 @@ if TYPE_CHECKING:
     from hf_cost.select.pareto import Measure
 
 _FIGURE_WORDS = {"value": "value", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}
+
+# Every metric select/from_results.py gives a candidate (its docstring says how each is measured),
+# plus one `accuracy:CELL` per quality cell of a run. A name outside these is a typo, refused.
+METRICS = (
+    "p50_latency_ms", "p90_latency_ms", "accuracy", "speedup", "throughput_samples_per_s", "peak_rss_mib",
+    "size_mb", "size_mib", "parameters_m", "gflop_per_sample", "cost_per_million", "cost_per_million_p90",
+    "accuracy_slope_pts_per_period",
+)
+CELL = "accuracy:"
+
+
+def unknown_metric(name: str, cells: Iterable[str] | None = None) -> str | None:
+    """Why `name` is not a metric, with a did-you-mean and the names known; None when it is one.
+
+    ``cells`` are the quality cells measured (``accuracy:CELL`` must name one of them); None
+    accepts any cell, for a scenario's `select:` validated before its run.
+    """
+    if name in METRICS:
+        return None
+    if name.startswith(CELL) and len(name) > len(CELL):
+        if cells is None:
+            return None
+        known_cells = sorted(set(cells))
+        if name[len(CELL):] in known_cells:
+            return None
+        hint = difflib.get_close_matches(name, [CELL + c for c in known_cells], n=1)
+        return (f"no quality cell '{name[len(CELL):]}' in the results" + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + f" (cells: {', '.join(known_cells) or 'none'})")
+    hint = difflib.get_close_matches(name, METRICS, n=1)
+    return (f"unknown metric '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + f" (known: {', '.join(METRICS)}, {CELL}CELL)")
+
+
+def spec_metrics(spec: Any) -> list[tuple[str, str]]:
+    """(key path, metric name) of every metric a spec names: constraints, objectives, plot axes."""
+    named = [(f"constraints[{i}].metric", c.metric) for i, c in enumerate(spec.constraints)]
+    named += [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(spec.objectives)]
+    named += [(key, getattr(spec, key)) for key in ("plot_x", "plot_y", "plot_size") if getattr(spec, key, None)]
+    return named
 
 
 class Constraint(Strict):
@@ -84,7 +125,9 @@ def load_selection_spec(path: Path) -> SelectionSpec:
     """Read and validate a selection YAML file; errors name the file and the key path."""
     from hf_cost.config.errors import format_validation_error
     from hf_cost.config.loader import load_yaml
+    from hf_cost.safe_files import LIMITS, check_regular
 
+    check_regular(path, what="constraints file", limit=LIMITS["constraints"])  # no FIFO, device, huge file
     data = load_yaml(path)
     try:
         return SelectionSpec.model_validate(data)

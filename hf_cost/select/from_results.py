@@ -11,11 +11,14 @@ Metric names a constraint or objective can use (units in the names):
   disk, 10^6 bytes), ``size_mib``, ``parameters_m``, ``gflop_per_sample``;
 - ``cost_per_million`` (at the offline throughput), ``cost_per_million_p90`` (one stream);
 - ``accuracy_slope_pts_per_period``: the drift slope in points, with its CI.
+
+(constraints.METRICS lists these names for validation; a name outside them is refused.)
+A candidate with a failed step (building or measuring) becomes a point marked failed, so the
+selection lists it with the step and reason instead of silently leaving it out.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +29,31 @@ from hf_cost.select.pareto import Measure, Point
 
 
 def load_results(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for path in paths:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot read a results.json: {exc}", where=str(path)) from None
-        if not isinstance(data, dict) or "scenarios" not in data or "candidates" not in data:
-            raise UserError("not an hf_cost results.json (no 'scenarios' / 'candidates')", where=str(path))
-        out.append((str(path), data))
+    """(path, validated results dict) per file, through the one checked loader (report/results_file.py)."""
+    from hf_cost.report.results_file import load_results_file
+
+    return [(str(path), load_results_file(path)) for path in paths]
+
+
+def quality_cells(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The quality cells measured in any file: what ``accuracy:CELL`` may name."""
+    return sorted({q["scenario"] for _, data in files for r in (data.get("comparison") or {}).get("rows", [])
+                   for q in r.get("quality", [])})
+
+
+def failed_steps(data: dict[str, Any]) -> dict[str, str]:
+    """Candidate -> ``in step S: reason`` for the first failed step that names it.
+
+    A building step that failed names itself as its candidate (that candidate never existed);
+    a step over several candidates at once names them all, joined by ', '.
+    """
+    out: dict[str, str] = {}
+    for s in data["scenarios"]:
+        if s.get("status") != "failed":
+            continue
+        reason = " ".join(str(s.get("error") or "no reason given").split())
+        for name in filter(None, str(s["candidate"]).split(", ")):
+            out.setdefault(name, f"in step {s['name']}: {reason}")
     return out
 
 
@@ -55,9 +74,15 @@ def points_from_results(files: list[tuple[str, dict[str, Any]]]) -> list[Point]:
         if seen[label] > 1:  # two runs of one scenario file: tell them apart by order given
             label = f"{label}#{seen[label]}"
         env = environment_of(data)
-        for name, metrics in candidate_metrics(data).items():
-            points.append(Point(name=f"{name}@{label}" if several else name, metrics=metrics,
-                                source=label, environment=env))
+        try:
+            measured = candidate_metrics(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise UserError(f"incomplete hf_cost results.json ({why})", where=path) from None
+        failed = failed_steps(data)
+        for name in [*measured, *(n for n in failed if n not in measured)]:
+            points.append(Point(name=f"{name}@{label}" if several else name, metrics=measured.get(name, {}),
+                                source=label, environment=env, failed=failed.get(name)))
     return points
 
 

@@ -5,6 +5,8 @@ objective and strictly better on one). The recommendation is stricter than "best
 candidates whose CIs on the deciding metric overlap the best's are a tie, broken only by the
 next objective (same rule, among the tied); a tie that survives every objective is reported as
 a tie with no winner. Every other candidate gets a one-sentence verdict saying why it lost.
+A candidate with a failed step is listed with that step and its reason, never ranked: its
+figures are incomplete, so it is on no frontier and never recommended.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Point:
     metrics: dict[str, Measure]
     source: str = ""  # the results file it came from
     environment: str = ""  # hardware summary
+    failed: str | None = None  # "in step S: reason" when a step building or measuring it failed
 
     def measure(self, metric: str) -> Measure | None:
         """The measurement, or None when absent or not finite (treated as not measured)."""
@@ -60,6 +63,7 @@ class Selection:
     checks: dict[str, list[dict[str, Any]]]
     mixed_hardware: bool
     environments: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # candidates left out of the ranking: a step failed
 
 
 def dominates(a: Point, b: Point, objectives: list[Objective]) -> bool:
@@ -84,12 +88,13 @@ def select(points: list[Point], spec: SelectionSpec) -> Selection:
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"point names must be unique (qualify them by source): {dupes}")
+    everyone, points = points, [p for p in points if not p.failed]
+    envs = sorted({p.environment for p in everyone if p.environment})
     objs, cons = spec.objectives, spec.constraints
     checks = {p.name: [check(c, p.metrics.get(c.metric)) for c in cons] for p in points}
     feasible = [p for p in points if all(r["ok"] for r in checks[p.name])]
     missing = {p.name: [o.metric for o in objs if p.measure(o.metric) is None] for p in points}
     candidates = [p for p in feasible if not missing[p.name]]
-    envs = sorted({p.environment for p in points if p.environment})
 
     tied, lost_at, first_tied = list(candidates), {}, []
     for k, obj in enumerate(objs):
@@ -104,8 +109,11 @@ def select(points: list[Point], spec: SelectionSpec) -> Selection:
     ties = [p.name for p in first_tied if p is not winner]
 
     verdicts = {}
-    for p in points:
+    for p in everyone:
         if p is winner:
+            continue
+        if p.failed:
+            verdicts[p.name] = f"FAILED {p.failed}"
             continue
         fails = [violation(c, r) for c, r in zip(cons, checks[p.name]) if not r["ok"]]
         said = {c.metric for c, r in zip(cons, checks[p.name]) if r["compared"] is None}
@@ -121,6 +129,10 @@ def select(points: list[Point], spec: SelectionSpec) -> Selection:
             verdicts[p.name] = f"tied with {others} on {_names([o.metric for o in objs])}; no winner"
 
     reason = _reason(points, candidates, feasible, winner, tied, lost_at, checks, missing, spec)
+    failed = [p.name for p in everyone if p.failed]
+    if failed:
+        reason = (f"no candidate can be ranked: a step failed for {_names(failed)}" if not points
+                  else f"{reason}; not ranked, a step failed: {_names(failed)}")
     if len(envs) > 1:
         reason += f"; note: measured on {len(envs)} different environments ({' | '.join(envs)}), so hardware-bound metrics are not like for like"
     return Selection(
@@ -133,6 +145,7 @@ def select(points: list[Point], spec: SelectionSpec) -> Selection:
         checks=checks,
         mixed_hardware=len(envs) > 1,
         environments=envs,
+        failed=failed,
     )
 
 

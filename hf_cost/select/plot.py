@@ -3,15 +3,19 @@
 The picture shows what the recommendation rests on: error bars for every CI that was measured,
 the excluded side of each constraint on a plotted axis shaded, the Pareto frontier as a step
 line and the recommended point ringed. It uses matplotlib's object API with the Agg canvas
-(no pyplot), so it changes no global backend or state and needs no display.
+(no pyplot), so it changes no global backend or state and needs no display. The PNG carries a
+tEXt chunk Software = "hf_cost select" (SOFTWARE), which is how `select --plot` recognises a
+file it may replace without --force.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from hf_cost.select.constraints import SelectionSpec, fmt
 from hf_cost.select.pareto import Point, Selection
+from hf_cost.select.targets import SOFTWARE
 
 _MAX_AREA = 600.0  # points^2 of the largest marker when area shows a metric
 _PLAIN_AREA = 60.0
@@ -28,18 +32,36 @@ def plot_selection(
     size: str | None = None,
     title: str = "",
 ) -> Path:
-    """Scatter ``x`` vs ``y`` and save a PNG (dpi 120) at ``path``; returns ``path``.
+    """Scatter ``x`` vs ``y`` and save a PNG (dpi 120) at ``path``; returns ``path``."""
+    path = Path(path)
+    png = selection_png(points, selection, spec, x=x, y=y, size=size, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    return path
 
-    Points missing ``x`` or ``y`` are left out and named in a footnote.
+
+def selection_png(
+    points: list[Point],
+    selection: Selection,
+    spec: SelectionSpec,
+    *,
+    x: str,
+    y: str,
+    size: str | None = None,
+    title: str = "",
+) -> bytes:
+    """The plot as PNG bytes (drawn in memory, so a caller can write it atomically).
+
+    Points missing ``x`` or ``y``, and points with a failed step, are left out and named in a footnote.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    path = Path(path)
-    shown = [p for p in points if p.measure(x) and p.measure(y)]
-    hidden = [p.name for p in points if p not in shown]
+    failed = [p.name for p in points if p.failed]
+    shown = [p for p in points if p.measure(x) and p.measure(y) and not p.failed]
+    hidden = [p.name for p in points if p not in shown and not p.failed]
     several_sources = len({p.source for p in points if p.source}) > 1
     feasible = set(selection.feasible)
 
@@ -92,14 +114,16 @@ def plot_selection(
     notes = []
     if hidden:
         notes.append(f"not plotted (no {x} or {y}): {', '.join(hidden)}")
+    if failed:
+        notes.append(f"not plotted (a step failed): {', '.join(failed)}")
     if selection.mixed_hardware:
         notes.append("measured on different hardware: latency and memory are not like for like")
     if notes:
         fig.text(0.01, 0.01, "; ".join(notes), fontsize=7, color="dimgray")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, format="png")
+    out = io.BytesIO()
+    fig.savefig(out, dpi=120, format="png", metadata={"Software": SOFTWARE})
     fig.clear()
-    return path
+    return out.getvalue()
 
 
 def _areas(points: list[Point], size: str | None) -> list[float]:

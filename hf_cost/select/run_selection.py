@@ -11,20 +11,46 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from hf_cost.select.constraints import Objective, SelectionSpec
+from hf_cost.select.constraints import (
+    Constraint,
+    Objective,
+    SelectionSpec,
+    unknown_metric,
+)
 
 DEFAULT_SPEC = SelectionSpec(objectives=[Objective(metric="accuracy", direction="max"),
                                          Objective(metric="p90_latency_ms", direction="min")])
 
 
+def _known(name: str | None) -> str | None:
+    """A scenario's metric names are checked when it is validated, before anything runs; its
+    quality cells are not known yet, so any `accuracy:CELL` passes here."""
+    problem = unknown_metric(name) if name is not None else None
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+class BlockConstraint(Constraint):
+    _metric_known = field_validator("metric")(_known)
+
+
+class BlockObjective(Objective):
+    _metric_known = field_validator("metric")(_known)
+
+
 class SelectBlock(SelectionSpec):
     """A scenario file's `select:`: constraints, objectives, and the plot's axes."""
 
+    constraints: list[BlockConstraint] = Field(default_factory=list)  # type: ignore[assignment]
+    objectives: list[BlockObjective] = Field(min_length=1)  # type: ignore[assignment]
     plot_x: str | None = Field(None, description="Plot's x axis; default: the second objective, else p90_latency_ms.")
     plot_y: str | None = Field(None, description="Plot's y axis; default: the first (deciding) objective.")
     plot_size: str | None = Field("size_mb", description="Point area; null for equal points.")
+
+    _axes_known = field_validator("plot_x", "plot_y", "plot_size")(_known)
 
 
 def select_results(files: list[tuple[str, dict[str, Any]]], spec: SelectionSpec) -> dict[str, Any]:
@@ -45,16 +71,24 @@ def select_results(files: list[tuple[str, dict[str, Any]]], spec: SelectionSpec)
 
 
 def plot_summary(files: list[tuple[str, dict[str, Any]]], spec: Any, path: Path) -> Path:
+    """Draw the selection into `path` (a run's own plots/ folder: created when missing)."""
+    png = summary_png(files, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    return path
+
+
+def summary_png(files: list[tuple[str, dict[str, Any]]], spec: Any) -> bytes:
+    """The selection plot as PNG bytes, axes from the spec (plot_axes)."""
     from hf_cost.select.from_results import points_from_results
     from hf_cost.select.pareto import select
-    from hf_cost.select.plot import plot_selection
+    from hf_cost.select.plot import selection_png
 
     points = points_from_results(files)
     plain = SelectionSpec(constraints=spec.constraints, objectives=spec.objectives)
     x, y = plot_axes(spec)
     size = getattr(spec, "plot_size", "size_mb")
-    return plot_selection(points, select(points, plain), plain, path, x=x, y=y, size=size,
-                          title=f"selection: {y} vs {x}")
+    return selection_png(points, select(points, plain), plain, x=x, y=y, size=size, title=f"selection: {y} vs {x}")
 
 
 def plot_axes(spec: Any) -> tuple[str, str]:
