@@ -30,17 +30,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file-system error no command turned into a UserError: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {_one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, Interrupted) as exc:
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
         kept_in = exc.kept_in if isinstance(exc, Interrupted) else None
         if kept_in is not None:
             what = f"after the run had completed; its results are in {kept_in}"
+            card = getattr(exc, "card", None)
+            what += f", and its model card {card} was updated with them" if card is not None else ""
         else:
             what = "stopped cleanly; nothing this run made was kept, earlier output is as it was"
         print(f"\ninterrupted ({name}): {what}", file=sys.stderr)
         return 143 if name == "SIGTERM" else 130
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """An error message as one line: a path or value from the input may hold line breaks."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="YAML with constraints and objectives (default: max accuracy, min p90 latency)")
     sel.add_argument("--plot", type=Path, default=None, help="write the scatter plot (PNG) here")
     sel.add_argument("--json", type=Path, default=None, dest="json_out", help="write the selection as JSON here")
+    sel.add_argument("--force", action="store_true",
+                     help="replace an existing --json/--plot file select did not write (never an input)")
     sel.set_defaults(func=_cmd_select)
 
     card = sub.add_parser("card", help="write hf_cost's sections and model-index into a model card")
@@ -127,18 +141,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 )
             result = run_suite(prepared, output, progress)
             _write_staged(result, output)
-            replaced = output.commit(result.created_utc)
-            _print_outcome(result, output, replaced)
-            if prepared.suite.card is not None:
-                _update_run_card(prepared, output)
+            if prepared.suite.card is None:
+                replaced = output.commit(result.created_utc)
+                _print_outcome(result, output, replaced)
+                card_ok = True
+            else:
+                card_ok = _commit_with_card(prepared, output, result, progress)
             failed = [f"{r.name} ({r.candidate})" for r in result.scenarios if r.status == "failed"]
             if failed:
                 print(f"error: {len(failed)} step(s) FAILED: {', '.join(failed)}; every other step's "
                       "results were written", file=sys.stderr)
+            if failed or not card_ok:
                 return EXIT_STEP_FAILED
         except Interrupted as exc:
             if output.committed:
                 exc.kept_in = output.root
+                exc.card = getattr(output, "card_updated", None)
             raise
         finally:
             if not output.committed:
@@ -147,13 +165,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _update_run_card(prepared, output) -> None:  # type: ignore[no-untyped-def]
-    from hf_cost.cards.command import update_card
+def _commit_with_card(prepared, output, result, progress) -> bool:  # type: ignore[no-untyped-def]
+    """Commit the run and update its card as one step; False when the card could not be updated.
+
+    The card's text and plots are computed from the staged results first. `validate` refused
+    every card problem it could know; what only the run's outcome decides (the card's candidate
+    failed to build) keeps the results and skips the card (exit 3, said in one line). Then, with
+    signals held, the card is written and the results moved in; if the move fails, the card is
+    put back (exit 2: nothing written)."""
+    import contextlib
+
+    from hf_cost.cards.command import card_update
+    from hf_cost.output import signals_held
     from hf_cost.pipeline import card_path
 
-    target = card_path(prepared.path, prepared.suite)
-    changed, sections = update_card(output.root / "results.json", target, candidate=prepared.suite.card.candidate)
-    print(f"model card {'updated' if changed else 'unchanged'}: {target} (sections: {', '.join(sections)})")
+    with contextlib.ExitStack() as stack:
+        try:
+            target = card_path(prepared.path, prepared.suite)  # checked again: the card may have changed
+            update = stack.enter_context(card_update(
+                output.stage / "results.json", target, candidate=prepared.suite.card.candidate,
+                results_shown=output.root / "results.json", say=progress.say))
+        except UserError as exc:  # what the run itself produced (its card's candidate failed to build)
+            _print_outcome(result, output, output.commit(result.created_utc))
+            print(f"error: the model card was not updated: {_one_line(str(exc))}; the run's results were "
+                  f"kept in {output.root}", file=sys.stderr)
+            return False
+        with signals_held():
+            update.apply()
+            try:
+                replaced = output.commit(result.created_utc)
+            except BaseException:
+                update.undo()
+                raise
+            output.card_updated = target
+        update.finalize()
+    _print_outcome(result, output, replaced)
+    print(f"model card {'updated' if update.changed else 'unchanged'}: {target} (sections: "
+          f"{', '.join(update.sections)})")
+    return True
 
 
 def _print_outcome(result, output, replaced: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -195,10 +244,22 @@ def _cmd_cache_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
-    from hf_cost.cards.command import push_card, update_card
+    from hf_cost.cards.command import card_update, push_card
+    from hf_cost.output import Interrupted, signals_as_interrupts
 
-    changed, sections = update_card(args.results, args.card, candidate=args.candidate)
-    print(f"{'updated' if changed else 'unchanged'}: {args.card} (sections: {', '.join(sections)})")
+    update = None
+    try:
+        with signals_as_interrupts(), card_update(args.results, args.card, candidate=args.candidate) as update:
+            update.apply()
+            update.finalize()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        done = update is not None and update.applied
+        what = (f"the card {args.card} had already been updated, with its plots" if done
+                else f"the card {args.card} and its plots were not changed")
+        print(f"\ninterrupted ({name}): {what}", file=sys.stderr)
+        return 143 if name == "SIGTERM" else 130
+    print(f"{'updated' if update.changed else 'unchanged'}: {args.card} (sections: {', '.join(update.sections)})")
     if args.push:
         print(f"opened {push_card(args.card, args.push)}")
     return 0
@@ -207,7 +268,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
 def _cmd_select(args: argparse.Namespace) -> int:
     from hf_cost.select.command import run_select
 
-    return run_select(args.results, args.constraints, args.plot, args.json_out)
+    return run_select(args.results, args.constraints, args.plot, args.json_out, force=args.force)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ candidates it names (runners/). Neither knows the other's kinds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,15 +52,50 @@ def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
 
 
 def card_path(scenario_file: Path, suite: Suite) -> Path:
-    """The `card:` block's file, checked: an existing README.md inside a `model_cards` folder."""
-    target = (scenario_file.parent / suite.card.path).resolve()
+    """The `card:` block's file, checked as the end of the run will need it: an existing
+    README.md inside a `model_cards` folder, a regular writable Markdown file that is none of
+    the run's inputs, whose front matter and markers parse, and a candidate the run makes.
+    Whatever the card update could fail on is refused here, before any work."""
+    from hf_cost.cards.card_file import CardError, hf_cost_sections
+    from hf_cost.cards.card_target import check_card_path, inputs_named_by, read_card
+
+    where = f"{scenario_file}: card.path"
+    raw = suite.card.path
+    if "\x00" in raw:
+        raise ConfigError("the path holds a NUL byte", where=where)
+    target = Path(os.path.realpath(scenario_file.parent / raw))
     if target.name != "README.md" or "model_cards" not in target.parent.parts or not target.is_file():
         raise ConfigError(
-            f"'{suite.card.path}' is not an existing README.md inside a model_cards folder; a run only "
+            f"'{raw}' is not an existing README.md inside a model_cards folder; a run only "
             "updates such a card (use `python -m hf_cost card` for any other)",
-            where=f"{scenario_file}: card.path",
+            where=where,
         )
+    try:
+        check_card_path(scenario_file.parent / raw,
+                        inputs_named_by(suite.model_dump(mode="json", by_alias=True), scenario_file))
+        text = read_card(target)
+        hf_cost_sections(text or "", str(target))
+    except (CardError, UserError) as exc:
+        raise ConfigError(str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc), where=where) from None
+    _check_card_candidate(scenario_file, suite)
     return target
+
+
+def _check_card_candidate(scenario_file: Path, suite: Suite) -> None:
+    from hf_cost.variants.registry import builders
+
+    name = suite.card.candidate
+    if name is None:
+        return
+    building = builders()
+    made = [BASE] + [s.name for s in suite.scenarios if s.kind in building]
+    if name not in made:
+        import difflib
+
+        close = difflib.get_close_matches(name, made, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown candidate '{name}'{hint} (this run makes: {', '.join(made)})",
+                          where=f"{scenario_file}: card.candidate")
 
 
 def _check_energy(suite: Suite) -> None:

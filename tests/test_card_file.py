@@ -218,6 +218,10 @@ def test_crlf_card_keeps_its_crlf_bytes(tmp_path):
 
 def test_new_card_is_created_with_title_and_sections(tmp_path):
     path = tmp_path / "out" / "README.md"
+    with pytest.raises(CardError, match="does not exist"):  # a new card, but never a new folder
+        upsert_card(path, {"cost": "x"})
+    assert not path.parent.exists()
+    path.parent.mkdir()
     assert upsert_card(path, {"cost": "a\nb", "quality": ""}, new_card_title="My model") is True
     assert path.read_bytes() == (b"# My model\n\n<!-- hf_cost:begin cost -->\n\na\nb\n\n<!-- hf_cost:end cost -->\n\n"
                                  b"<!-- hf_cost:begin quality -->\n<!-- hf_cost:end quality -->\n")
@@ -256,7 +260,7 @@ def test_failed_write_leaves_original_and_no_temp_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CardError, match="disk full; the file was not changed"):
         upsert_card(path, SECTIONS, eval_results=OURS)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["README.md"]
@@ -290,9 +294,11 @@ def test_bad_arguments_are_programming_errors(tmp_path):
         upsert_card(path, {}, eval_results=[dict(OURS[0], metric="typo")])
     with pytest.raises(ValueError, match="differ in task_name"):  # one model-index entry holds both
         upsert_card(path, {}, eval_results=[OURS[0], dict(OURS[1], task_name="Other name")])
-    with pytest.raises(ValueError, match="markers"):
-        upsert_card(path, {"cost": "<!-- hf_cost:end cost -->"})
     assert path.read_bytes() == before
+    # Marker text in a section's content is neutralised, never live: the card keeps one whole section.
+    assert upsert_card(path, {"cost": "a <!-- hf_cost:end cost --> b\n<!-- hf_cost:begin x -->"}) is True
+    assert read_hf_cost_sections(path)["cost"] == "a &lt;!-- hf_cost:end cost --&gt; b\n&lt;!-- hf_cost:begin x --&gt;"
+    assert upsert_card(path, {"cost": "a <!-- hf_cost:end cost --> b\n<!-- hf_cost:begin x -->"}) is False
 
 
 def test_front_matter_bytes_kept_when_its_content_does_not_change(tmp_path):

@@ -27,7 +27,13 @@ def card_candidate(results: dict, candidate: str | None) -> str:
     names = list(results.get("candidates") or {})
     if candidate is None:
         ref = (results.get("comparison") or {}).get("reference")
-        if ref in names or names:
+        if ref is not None and ref not in names:  # its building step failed: never describe another one silently
+            failed = next((s for s in results.get("scenarios") or [] if s.get("candidate") == ref
+                           and s.get("status") == "failed"), None)
+            why = f"step {failed.get('name')} failed: {failed.get('error')}" if failed else "it is not among the candidates"
+            raise UserError(f"the run's reference {ref!r} cannot be described ({why}"[:400] + "); name the candidate "
+                            f"the card is about with --candidate ({', '.join(names) or 'none'})")
+        if names:
             return ref if ref in names else names[0]
         raise UserError("the results have no candidates")
     if candidate not in names:
@@ -39,10 +45,16 @@ def card_candidate(results: dict, candidate: str | None) -> str:
 def card_sections(results: dict, *, candidate: str | None = None, results_path: str = "results.json",
                   card_path: str = "README.md") -> dict[str, str]:
     """Section name -> markdown, in SECTIONS order (drift and selection only when the run has them)."""
+    from hf_cost.report.safe_text import md_safe_tree, md_text
+
+    raw_file = results.get("scenario_file")
+    card_candidate(results, candidate)  # an unknown name is refused by its own spelling
+    results = md_safe_tree(results)  # every text from the results is bounded and inert from here on
+    candidate = None if candidate is None else md_text(candidate)
     me, rows = card_candidate(results, candidate), _rows(results)
     out = {"cost": _cost(results, rows, me), "quality": _quality(results, rows, me), "drift": _drift(results),
            "variants": _variants(results, rows, me), "selection": _selection(results),
-           "reproduce": _reproduce(results, candidate, results_path, card_path)}
+           "reproduce": _reproduce(results, raw_file, candidate, results_path, card_path)}
     return {k: v for k, v in out.items() if v}
 
 
@@ -255,15 +267,24 @@ def _selection(results: dict) -> str:
     return "\n".join(lines + (["", "Verdicts:", ""] + [f"- {v}" for v in verdicts] if verdicts else []))
 
 
-def _reproduce(results: dict, candidate: str | None, results_path: str, card_path: str) -> str:
+def _reproduce(results: dict, scenario_file: Any, candidate: str | None, results_path: str, card_path: str) -> str:
     env = results.get("environment") or {}
-    pick = f" --candidate {candidate}" if candidate else ""
+    pick = f" --candidate {_shell(candidate)}" if candidate else ""
     return "\n".join([f"Made with hf_cost {results.get('hf_cost_version')} (commit "
                       f"{env.get('git_commit') or 'n/a'}). To rerun the measurements and regenerate these sections:",
-                      "", "```bash", f"python -m hf_cost run {results.get('scenario_file')}",
-                      f"python -m hf_cost card {results_path} --card {card_path}{pick}", "```", "",
+                      "", "```bash", f"python -m hf_cost run {_shell(scenario_file)}",
+                      f"python -m hf_cost card {_shell(results_path)} --card {_shell(card_path)}{pick}", "```", "",
                       "Figures from other hardware will differ: compare its environment with the line under the "
                       "cost table."])
+
+
+def _shell(value: Any) -> str:
+    """`value` as one shell word inside a code block: quoted, one line, no backtick fence."""
+    import shlex
+
+    from hf_cost.report.safe_text import plain_text
+
+    return shlex.quote(plain_text(value, 300).replace("`", "'"))
 
 
 def _dataset_block(results: dict, scenario: str) -> dict:

@@ -6,11 +6,13 @@ its bytes, and its name says "synthetic" when the README.md beside it does.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from hf_cost.cards.from_results import _dataset_block, _hardware, _rows, _split, card_candidate
+from hf_cost.errors import UserError
+from hf_cost.report.safe_text import plain_text
+from hf_cost.safe_files import LIMITS, read_regular_bytes, sha256_regular
 
 
 def eval_results(results: dict, candidate: str, *, results_path: str = "results.json") -> list[dict]:
@@ -24,6 +26,7 @@ def eval_results(results: dict, candidate: str, *, results_path: str = "results.
         if key in seen:  # two cells on one split: keep them apart on the Hub
             d["dataset_split"] += f" [{q['scenario']}]"
         seen.add(key)
+        d = {k: plain_text(v, 200) for k, v in d.items()}  # texts from the results: one bounded line
         out.append({"task_type": "text-classification", "task_name": "Text Classification", **d,
                     "metric_type": "accuracy", "metric_value": float(q["accuracy"]),
                     "metric_name": f"accuracy (95% CI {q['ci_low']:.3f}–{q['ci_high']:.3f}, n={q['n']})",
@@ -41,10 +44,10 @@ def co2_of(results: dict, candidate: str) -> dict | None:
     if energy.get("emissions_kg_co2eq") is None:
         return None
     out = {"emissions": float(f"{float(energy['emissions_kg_co2eq']) * 1000:.6g}"),
-           "source": f"codecarbon via hf_cost ({energy.get('method') or 'method not recorded'})",
-           "training_type": "fine-tuning", "hardware_used": _hardware(results)}
+           "source": plain_text(f"codecarbon via hf_cost ({energy.get('method') or 'method not recorded'})", 200),
+           "training_type": "fine-tuning", "hardware_used": plain_text(_hardware(results), 300)}
     if energy.get("region"):
-        out["geographical_location"] = str(energy["region"])
+        out["geographical_location"] = plain_text(energy["region"], 100)
     return out
 
 
@@ -63,14 +66,15 @@ def _dataset_fields(results: dict, cell: str) -> dict[str, Any]:
     path = Path(ds["path"])
     path = path if path.is_absolute() else Path(results.get("scenario_file") or ".").parent / path
     label = path.parent.name if path.parent.name.endswith(path.stem) else path.stem
-    try:
-        synthetic = "synthetic" in (path.parent / "README.md").read_text(encoding="utf-8")[:3000].lower()
-    except (OSError, UnicodeDecodeError):
+    try:  # regular files only, size-limited: a results file may name /dev/zero or a FIFO
+        readme = read_regular_bytes(path.parent / "README.md", what="dataset README", limit=LIMITS["card"])
+        synthetic = "synthetic" in readme[:3000].decode("utf-8", "replace").lower()
+    except (UserError, OSError, ValueError):
         synthetic = False
     out = {"dataset_type": f"local/{path.name}", "dataset_split": split,
            "dataset_name": f"{label}{' (synthetic)' if synthetic else ''} {period or cell}"}
     try:
-        out["dataset_revision"] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    except OSError:
-        pass
+        out["dataset_revision"] = "sha256:" + sha256_regular(path, what="dataset", limit=LIMITS["dataset"])[:12]
+    except (UserError, OSError, ValueError):
+        pass  # not a regular file within the limit (or gone): the card names no revision
     return out
