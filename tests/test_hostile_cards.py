@@ -132,6 +132,14 @@ def alarm(seconds: int = 20) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def card_scenario(tmp_path: Path, run: dict[str, Any], block: str = "", card_text: str = CARD) -> tuple[Path, Path]:
+    """(card folder, scenario file): a `model_cards/m/README.md` and a scenario whose `card:` names it."""
+    cards = tmp_path / "model_cards" / "m"
+    cards.mkdir(parents=True)
+    (cards / "README.md").write_text(card_text, encoding="utf-8")
+    return cards, write_scenario(tmp_path, scenario_text(run["model"], run["data"], "model_cards/m/README.md", block))
+
+
 @pytest.fixture
 def folder(tmp_path: Path, run: dict[str, Any]) -> Path:
     """A card folder with a copy of the run's card in it."""
@@ -167,10 +175,7 @@ def test_the_run_updated_its_card_and_kept_every_hand_written_byte(run: dict[str
 def test_run_card_block_errors_are_refused_before_any_work(run: dict[str, Any], tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str], block: str,
                                                           words: tuple[str, ...]) -> None:
-    cards = tmp_path / "model_cards" / "m"
-    cards.mkdir(parents=True)
-    (cards / "README.md").write_text(CARD, encoding="utf-8")
-    scenario = write_scenario(tmp_path, scenario_text(run["model"], run["data"], "model_cards/m/README.md", block))
+    cards, scenario = card_scenario(tmp_path, run, block)
     before = digest(tmp_path)
     refused(capsys, ["validate", str(scenario)], *words)
     refused(capsys, ["run", str(scenario), "--output", str(tmp_path / "out"), "--quiet"], *words)
@@ -185,10 +190,7 @@ def test_run_card_block_errors_are_refused_before_any_work(run: dict[str, Any], 
 def test_run_refuses_a_card_it_could_not_update(run: dict[str, Any], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str], card_text: str,
                                                 words: tuple[str, ...]) -> None:
-    cards = tmp_path / "model_cards" / "m"
-    cards.mkdir(parents=True)
-    (cards / "README.md").write_text(card_text, encoding="utf-8")
-    scenario = write_scenario(tmp_path, scenario_text(run["model"], run["data"], "model_cards/m/README.md"))
+    cards, scenario = card_scenario(tmp_path, run, card_text=card_text)
     before = digest(tmp_path)
     refused(capsys, ["validate", str(scenario)], *words)
     assert digest(tmp_path) == before
@@ -212,10 +214,7 @@ def test_a_card_write_that_fails_at_commit_leaves_run_and_card_as_they_were(
 
     from hf_cost.cards import card_target
 
-    cards = tmp_path / "model_cards" / "m"
-    cards.mkdir(parents=True)
-    (cards / "README.md").write_text(CARD, encoding="utf-8")
-    scenario = write_scenario(tmp_path, scenario_text(run["model"], run["data"], "model_cards/m/README.md"))
+    cards, scenario = card_scenario(tmp_path, run)
     real_replace = os.replace
 
     def full(src: Any, dst: Any) -> None:
@@ -237,10 +236,7 @@ def test_an_interrupt_during_the_commit_keeps_card_and_results_together(
     """SIGTERM while the card is being written: it waits; both land; the message says so."""
     from hf_cost.cards import card_target
 
-    cards = tmp_path / "model_cards" / "m"
-    cards.mkdir(parents=True)
-    (cards / "README.md").write_text(CARD, encoding="utf-8")
-    scenario = write_scenario(tmp_path, scenario_text(run["model"], run["data"], "model_cards/m/README.md"))
+    cards, scenario = card_scenario(tmp_path, run)
     real_fsync = os.fsync
     sent = []
 
@@ -492,11 +488,7 @@ def test_a_card_whose_candidate_failed_to_build_keeps_the_results(run: dict[str,
     """Only the run's outcome can tell: results kept, the card untouched, exit 3, said in one line."""
     import hf_cost.variants.fine_tune as ft
 
-    cards = tmp_path / "model_cards" / "m"
-    cards.mkdir(parents=True)
-    (cards / "README.md").write_text(CARD, encoding="utf-8")
-    scenario = write_scenario(tmp_path, scenario_text(run["model"], run["data"], "model_cards/m/README.md",
-                                                      ", candidate: ft"))
+    cards, scenario = card_scenario(tmp_path, run, ", candidate: ft")
 
     def crash(self: Any, step: Any, context: Any) -> Any:
         raise RuntimeError("simulated crash")

@@ -312,3 +312,33 @@ def test_a_hand_edited_manifest_does_not_give_a_run_the_users_file(
     assert (out / "notes.txt").read_text() == "mine\n"
     assert (out / "results.json").read_bytes() != old_results  # its own entries were replaced
     assert "notes.txt" not in manifest.read_text()
+
+
+@pytest.mark.parametrize("label, words", [("L" * 200, "200 characters"), ("a<!--b", "<!--"), ("a\x1bb", "U+001B")])
+def test_class_labels_from_the_data_are_bounded_and_inert(tmp_path: Path, label: str, words: str) -> None:
+    """Class names a fine-tune takes from its data become the model's labels, shown in report.md
+    and the card: too long, a comment marker or a control character is refused by name."""
+    from hf_cost.config.schema import DatasetSpec
+    from hf_cost.data.labelled import load_labelled
+    from hf_cost.errors import DataError
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("text,label\n" + "".join(f"t {i},{chr(34) + label + chr(34) if i % 2 else 'ok'}\n" for i in range(10)))
+    with pytest.raises(DataError) as err:
+        load_labelled(DatasetSpec(path=str(csv), label_column="label"), "train")
+    assert "class label" in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_lock_file_planted_as_a_symlink_is_never_followed(tmp_path: Path) -> None:
+    """OUT/.hf_cost/lock pointing at another file: the run refuses; the file is not truncated."""
+    from hf_cost.errors import UserError
+    from hf_cost.output import RunOutput
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    (out / ".hf_cost").mkdir(parents=True)
+    (out / ".hf_cost" / "lock").symlink_to(victim)
+    with pytest.raises(UserError, match="not writable"):
+        RunOutput.open(out)
+    assert victim.read_text() == "precious\n" and (out / ".hf_cost" / "lock").is_symlink()

@@ -50,11 +50,11 @@ def _seed(value: int) -> int:
     return value
 
 
-def text_problem(text: str, *, limit: int | None = MAX_PERIOD_LABEL) -> str | None:
+def text_problem(text: str, *, limit: int | None = MAX_PERIOD_LABEL, what: str = "a period label") -> str | None:
     """Why ``text`` cannot be shown as one label in a report, plot or card; None if it can.
     Cheap on any input: the length is checked before a character is looked at."""
     if limit is not None and len(text) > limit:
-        return f"is {len(text):,} characters long; a period label is at most {limit}"
+        return f"is {len(text):,} characters long; {what} is at most {limit}"
     for marker in _MARKERS:
         if marker in text:
             return f"holds '{marker}', which would open or close a section marker of the report or card"

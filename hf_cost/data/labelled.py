@@ -68,6 +68,8 @@ def labelled_from_dataset(
         names = list(label_names)
     else:
         names = list(class_names) if class_names is not None else _names_from(raw)
+    if label_names is None:  # names from the data become the model's labels, shown in reports and cards
+        _check_label_names(names, f"{where}.label_column", spec.label_column)
     ids = _map_labels(raw, names, f"{where}.label_column", spec.label_column)
     if label_names is None:
         _require_two_classes(ids, names, f"{where}.label_column")
@@ -79,6 +81,15 @@ def labelled_from_dataset(
         description=spec.display_name + describe_dropped(dropped),
         dropped=dropped,
     )
+
+
+def _check_label_names(names: Sequence[str], where: str, column: str) -> None:
+    from hf_cost.config.fields import MAX_PERIOD_LABEL, shown, text_problem
+
+    for name in names:
+        problem = text_problem(name, limit=MAX_PERIOD_LABEL, what="a class label")
+        if problem:
+            raise DataError(f"class label {shown(name)} in column '{column}' {problem}", where=where)
 
 
 def _integral(value: Any) -> Any:

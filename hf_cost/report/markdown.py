@@ -8,6 +8,14 @@ from hf_cost.report.schema import RunResult
 from hf_cost.report.summary import COLUMNS, gflop, summary_row
 
 
+def cell(text: str) -> str:
+    """A table cell: one bounded line (an error message or a label from the data may hold line
+    breaks, HTML or comment markers), its `<` and `|` escaped."""
+    from hf_cost.report.safe_text import plain_text
+
+    return plain_text(text).replace("<", "&lt;").replace("|", "\\|")
+
+
 def render_markdown(result: RunResult) -> str:
     env = result.environment
     lines = [
@@ -55,14 +63,14 @@ def render_markdown(result: RunResult) -> str:
     lines += ["", "## Results", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in result.scenarios:
         row = summary_row(r)
-        lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |")
     if result.comparison is not None:
         from hf_cost.report.comparison_rows import COMPARISON_COLUMNS, comparison_rows
 
         lines += ["", f"## Candidates compared (reference: {result.comparison.reference})", "",
                   "| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
         for row in comparison_rows(result.comparison):
-            lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COMPARISON_COLUMNS) + " |")
+            lines.append("| " + " | ".join(cell(row[c]) for c in COMPARISON_COLUMNS) + " |")
         lines += ["", f"How: {result.comparison.method}. Δ accuracy and agreement are on the same samples "
                   "(paired); [a, b] are 95% CIs; a p50 ratio from sequential runs has no CI and carries "
                   "the machine's drift, so quote the interleaved speed-up."]
