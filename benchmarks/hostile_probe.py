@@ -280,6 +280,13 @@ def run_cases(results: Path, d: Path, tries: int) -> None:
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True).returncode == 0:
         try:
             (small / "README.md").write_text(hand)
+            try:  # fill what is left: every further write fails with ENOSPC
+                with (small / "filler").open("wb") as fh:
+                    while True:
+                        fh.write(b"\0" * 1024)
+                        fh.flush()
+            except OSError:
+                pass
             case(c, "full disk (card)", refused(["card", str(R), "--card", str(small / "README.md")],
                                                 small / "README.md", words=("space",)))
             case(c, "full disk (select --plot)", refused(["select", str(R), "--plot", str(small / "s.png")],
@@ -419,7 +426,7 @@ def _tiny_classifier(directory: Path) -> Path:
 
 
 def _drift_yaml(model: Path, csv: Path, granularity: str, window: str) -> str:
-    return (f"name: probe\nmodel: {{path: {json.dumps(str(model))}, task: text-classification, device: cpu}}\n"
+    return (f"name: probe\nmodel: {{path: {json.dumps(str(model))}, task: sequence-classification, device: cpu}}\n"
             "inputs: {kind: synthetic, sequence_length: 16, num_samples: 8}\n"
             f"scenarios:\n  - kind: drift\n    name: d\n    candidates: [base]\n"
             f"    dataset: {{path: {json.dumps(str(csv))}, label_column: label}}\n    period_column: date\n"
