@@ -132,6 +132,22 @@ def alarm(seconds: int = 20) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def sigterm_at_first_fsync(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """SIGTERM to this process while the card's temp file is being written; the list fills when sent."""
+    from hf_cost.cards import card_target
+
+    real_fsync, sent = os.fsync, []
+
+    def fsync_then_term(fd: int) -> None:
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_fsync(fd)
+
+    monkeypatch.setattr(card_target.os, "fsync", fsync_then_term)
+    return sent
+
+
 def card_scenario(tmp_path: Path, run: dict[str, Any], block: str = "", card_text: str = CARD) -> tuple[Path, Path]:
     """(card folder, scenario file): a `model_cards/m/README.md` and a scenario whose `card:` names it."""
     cards = tmp_path / "model_cards" / "m"
@@ -234,19 +250,9 @@ def test_an_interrupt_during_the_commit_keeps_card_and_results_together(
         run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM while the card is being written: it waits; both land; the message says so."""
-    from hf_cost.cards import card_target
 
     cards, scenario = card_scenario(tmp_path, run)
-    real_fsync = os.fsync
-    sent = []
-
-    def fsync_then_term(fd: int) -> None:
-        if not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
-        real_fsync(fd)
-
-    monkeypatch.setattr(card_target.os, "fsync", fsync_then_term)
+    sent = sigterm_at_first_fsync(monkeypatch)
     code = main(["run", str(scenario), "--output", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 143 and sent, err
@@ -462,17 +468,7 @@ def test_concurrent_card_commands_lose_no_update(run: dict[str, Any], folder: Pa
 def test_sigterm_during_card_says_what_happened(run: dict[str, Any], folder: Path,
                                                 capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from hf_cost.cards import card_target
-
-    real_fsync, sent = os.fsync, []
-
-    def fsync_then_term(fd: int) -> None:
-        if not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
-        real_fsync(fd)
-
-    monkeypatch.setattr(card_target.os, "fsync", fsync_then_term)
+    sigterm_at_first_fsync(monkeypatch)
     code = main(["card", str(run["results"]), "--card", str(folder / "README.md")])
     err = capsys.readouterr().err
     assert code == 143 and "had already been updated" in err, err
