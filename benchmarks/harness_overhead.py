@@ -41,13 +41,13 @@ def main() -> int:
     from hf_cost.config.schema import OfflineScenario, SingleStreamScenario
     from hf_cost.data.performance_set import build_performance_set
     from hf_cost.measure.memory import current_rss_bytes
-    from hf_cost.models.torch_candidate import TorchCandidate
+    from hf_cost.models.context import RunContext
     from hf_cost.models.load import load_model
+    from hf_cost.models.torch_candidate import TorchCandidate
     from hf_cost.pipeline import prepare
     from hf_cost.progress import Progress
-    from hf_cost.runners import RunContext
-    from hf_cost.runners.offline import OfflineRunner
-    from hf_cost.runners.single_stream import SingleStreamRunner
+    from hf_cost.steps.offline import OfflineRunner
+    from hf_cost.steps.single_stream import SingleStreamRunner
 
     prepared = prepare(args.scenario)
     loaded = load_model(prepared.suite.model, prepared.checkpoint)

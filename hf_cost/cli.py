@@ -215,7 +215,7 @@ def _print_outcome(result, output, replaced: list[str]) -> None:  # type: ignore
 
 
 def _write_staged(result, output) -> None:  # type: ignore[no-untyped-def]
-    from hf_cost.report.writers import write_results
+    from hf_cost.writers import write_results
 
     write_results(result, output.stage)
 
@@ -274,7 +274,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     import json
 
-    from hf_cost.report.schema import RunResult
+    from hf_cost.report.schema import results_json_schema
 
-    print(json.dumps(RunResult.model_json_schema(), indent=2))
+    print(json.dumps(results_json_schema(), indent=2))
     return 0

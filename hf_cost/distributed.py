@@ -5,6 +5,9 @@ N is (it only sets MASTER_ADDR/MASTER_PORT when N > 1). hf_cost notices that cas
 and re-launches itself with `torch.distributed.run --nproc_per_node N`, so the N
 processes it was asked for train together over gloo. `accelerate launch --multi_gpu
 --num_processes N` and `torchrun --nproc_per_node N -m hf_cost ...` also work on a CPU.
+
+Only the main process keeps results and staged files; `from_main` hands the others what it
+decided (after each building step: the candidate's checkpoint, or why it was not built).
 """
 
 from __future__ import annotations
@@ -12,9 +15,46 @@ from __future__ import annotations
 import os
 import sys
 
+# How long the other processes wait for the main one at `from_main`: it may build alone (prune,
+# an ONNX export) for longer than the 30 minutes a collective waits by default.
+MAIN_PROCESS_WAIT_S = 24 * 3600
+
+_main_group: list = []  # the gloo group of `from_main`, made once per process
+
 
 def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
+
+
+def process_count() -> int:
+    """How many processes this run has (WORLD_SIZE, set by torchrun and `accelerate launch`)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def from_main(value: object, *, cpu: bool) -> object:
+    """``value`` as the main process passed it, on every process (each one calls this at the
+    same point; what non-main processes pass is ignored); ``value`` itself in a single-process run.
+
+    The process group is started as training would start it (accelerate's PartialState, on
+    the CPU when ``cpu`` or ACCELERATE_USE_CPU), so a later Accelerator takes it over; the value
+    travels over a gloo group of its own, which waits MAIN_PROCESS_WAIT_S for the main process.
+    """
+    if process_count() == 1:
+        return value
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
+
+        PartialState(cpu=cpu or parse_flag_from_env("ACCELERATE_USE_CPU"))
+    if not _main_group:
+        _main_group.append(dist.new_group(backend="gloo", timeout=timedelta(seconds=MAIN_PROCESS_WAIT_S)))
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=_main_group[0])
+    return box[0]
 
 
 def requested_cpu_processes() -> int | None:

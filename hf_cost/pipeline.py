@@ -1,8 +1,8 @@
 """The driver: scenario file -> preflight -> candidates (builders) -> runners -> RunResult.
 
-`prepare` is everything `validate` does (no weights loaded); `run_suite` continues from
-there: each step either builds a candidate (variants/registry.py) or measures the
-candidates it names (runners/). Neither knows the other's kinds.
+`prepare` is everything `validate` does (no weights loaded: every step's `check`);
+`run_suite` continues from there: each step, in file order, through its one lifecycle
+(steps/base.py); `run_result` assembles the typed RunResult the writers serialise.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from hf_cost.config.schema import Suite, load_suite
+from hf_cost.core.names import BASE
 from hf_cost.distributed import is_main_process
 from hf_cost.errors import ConfigError, UserError
-from hf_cost.models.candidate import BASE
 from hf_cost.models.resolve import ResolvedCheckpoint, resolve_checkpoint
 from hf_cost.progress import Progress
+from hf_cost.steps.base import in_file as _in_file
 
 
 @dataclass
@@ -31,9 +32,9 @@ class Prepared:
 
 def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
     """Validate the file, resolve the model's config, check inputs; load no weights."""
-    from hf_cost.data.preflight import check_steps
     from hf_cost.measure.memory_estimate import check_batch_sizes
     from hf_cost.models.checkpoint_files import check_checkpoint_files
+    from hf_cost.steps.plan import check_steps
 
     progress = progress or Progress(enabled=False)
     path = Path(path)
@@ -82,13 +83,12 @@ def card_path(scenario_file: Path, suite: Suite) -> Path:
 
 
 def _check_card_candidate(scenario_file: Path, suite: Suite) -> None:
-    from hf_cost.variants.registry import builders
+    from hf_cost.core.registry import building_kinds
 
     name = suite.card.candidate
     if name is None:
         return
-    building = builders()
-    made = [BASE] + [s.name for s in suite.scenarios if s.kind in building]
+    made = [BASE] + [s.name for s in suite.scenarios if s.kind in building_kinds()]
     if name not in made:
         import difflib
 
@@ -124,89 +124,45 @@ def _check_sequence_lengths(suite: Suite, config: Any) -> None:
 
 def expected_entries(suite: Suite) -> list[str]:
     """The output entries a run of ``suite`` will write (checked for collisions up front)."""
-    from hf_cost.variants.registry import builders
+    from hf_cost.core.registry import step_class
 
-    building = builders()
-    names = [f"checkpoints/{s.name}" for s in suite.scenarios if s.kind in building]
-    plots = [f"plots/drift-{s.name}.png" for s in suite.scenarios if s.kind == "drift"]
-    plots += ["plots/selection.png"] if suite.select is not None else []
-    return ["results.json", "report.md", *names, *plots]
+    entries = [e for s in suite.scenarios for e in step_class(s.kind)().outputs(s)]
+    return ["results.json", "report.md", *entries, *(["plots/selection.png"] if suite.select is not None else [])]
 
 
 def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
-    """Run every step in order and return the RunResult (results files not written).
+    """Run every step in order (each through its own lifecycle, steps/base.py) and return the
+    RunResult; None on a non-main process of `accelerate launch`. Results files are not written.
 
     ``output`` is the run's `RunOutput` (None on a non-main process): builders write into its
-    staging directory. Under `accelerate launch`, steps whose builder says so run on every
-    process; everything else runs on the main process, which alone gets a RunResult back.
+    staging directory.
     """
-    from hf_cost.measure.environment import collect_environment
+    from hf_cost.core.registry import step_class
     from hf_cost.models.load import pick_device
     from hf_cost.models.store import CandidateStore
+    from hf_cost.steps.base import RunState, StepEnergy
+
+    suite, main_process = prepared.suite, is_main_process()
+    _in_file(prepared.path, lambda: pick_device(suite.model.device))  # no GPU: fail before work
+    run = RunState(prepared=prepared, output=output, progress=progress if main_process else Progress(enabled=False),
+                   store=None, energy=StepEnergy(suite.energy if main_process else None), main_process=main_process)
+    run.store = CandidateStore(prepared, run.progress)
+    for i, cfg in enumerate(suite.scenarios):
+        run.results += step_class(cfg.kind)().execute(cfg, run, where=f"scenarios[{i}]")
+    return run_result(prepared, run) if main_process else None
+
+
+def run_result(prepared: Prepared, run: Any) -> Any:
+    """The typed RunResult of a finished run: its steps' results, and what is derived from them."""
+    from hf_cost.core.registry import building_kinds
+    from hf_cost.measure.environment import collect_environment
     from hf_cost.report.comparison import build_comparison
     from hf_cost.report.cost import build_costs
     from hf_cost.report.schema import RunResult
-    from hf_cost.runners import RUNNERS
-    from hf_cost.variants.registry import BuildContext, builders
 
-    suite = prepared.suite
-    _in_file(prepared.path, lambda: pick_device(suite.model.device))  # no GPU: fail before work
-    main_process = is_main_process()
-    if not main_process:
-        progress = Progress(enabled=False)
-    store = CandidateStore(prepared, progress)
-    energy = StepEnergy(suite.energy if main_process else None)
-    building = builders()
-    results = []
-    for i, step in enumerate(suite.scenarios):
-        where = f"scenarios[{i}]"
-        if step.kind in building:
-            builder = building[step.kind]()
-            if not (main_process or builder.all_processes):
-                continue
-            ctx = BuildContext(store=store, output=output, progress=progress, where=where)
-            try:
-                built, reading = energy.track(lambda: _in_file(prepared.path, lambda: builder.build(step, ctx)))
-            except Exception as exc:  # one variant that cannot be built does not sink the others
-                results.append(_failed(step.name, step.kind, step.name, exc, progress))
-                store.fail(step.name, results[-1].error)
-                continue
-            if built is not None:
-                store.add(built, output)
-                results += energy.attach([built.result], reading) if built.result is not None else []
-            continue
-        if not main_process:
-            continue
-        runner = RUNNERS[step.kind]()
-        names = []
-        for name in step.candidates or store.names(needs_head=runner.needs_head):
-            if store.failed(name):
-                progress.say(f"[{step.name}] skipping {name}: it was not built ({store.failed(name)})")
-            else:
-                names.append(name)
-        if runner.multi:
-            contexts = [_in_file(prepared.path, lambda: store.context(n)) for n in names]
-            for c in contexts:
-                c.where = where
-            try:
-                results += energy.attach(*energy.track(lambda: _in_file(prepared.path, lambda: runner.run_many(step, contexts))))
-            except Exception as exc:
-                results.append(_failed(step.name, step.kind, ", ".join(names), exc, progress))
-            continue
-        for name in names:
-            run_ctx = _in_file(prepared.path, lambda: store.context(name))
-            run_ctx.where = where
-            try:
-                results += energy.attach(*energy.track(lambda: _in_file(prepared.path, lambda: runner.run(step, run_ctx))))
-            except Exception as exc:
-                if name == BASE and isinstance(exc, UserError):
-                    raise  # the scenario file's own model: bad input, one line, exit 2
-                results.append(_failed(step.name, step.kind, name, exc, progress))
-    if not main_process:
-        return None
-    first = store.first_context()
-    candidates = store.infos()
-    built_by = {s.name: s.name for s in suite.scenarios if s.kind in building}
+    suite, results = prepared.suite, run.results
+    first, candidates = run.store.first_context(), run.store.infos()
+    built_by = {s.name: s.name for s in suite.scenarios if s.kind in building_kinds()}
     result = RunResult(
         hf_cost_version=_version(),
         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -225,50 +181,8 @@ def run_suite(prepared: Prepared, output: Any, progress: Progress) -> Any:
     if suite.select is not None:
         from hf_cost.select.run_selection import select_results
 
-        result.selection = select_results([("results.json", result.model_dump(mode="json"))], suite.select)
+        result.selection = select_results([("results.json", result)], suite.select)
     return result
-
-
-class StepEnergy:
-    """codecarbon around each step when `energy.enabled` (main process only), its reading
-    attached to every result the step produced."""
-
-    def __init__(self, settings: Any) -> None:
-        self.tracker = None
-        if settings is not None and settings.enabled:
-            from hf_cost.measure.energy import EnergyTracker
-
-            self.tracker = EnergyTracker(country_iso_code=settings.country_iso_code, region=settings.region)
-            with self.tracker:  # codecarbon's one-time hardware probe (seconds) stays out of every step
-                pass
-
-    def track(self, fn: Any) -> tuple[Any, Any]:
-        if self.tracker is None:
-            return fn(), None
-        with self.tracker:
-            value = fn()
-        return value, self.tracker.reading
-
-    @staticmethod
-    def attach(results: list[Any], reading: Any) -> list[Any]:
-        if reading is not None:
-            covers = [r.name for r in results]
-            for r in results:
-                r.energy = {**reading.to_dict(), "covers": covers}
-        return results
-
-
-def _failed(name: str, kind: str, candidate: str, exc: Exception, progress: Progress) -> Any:
-    """The result row of a step that failed: the reason in one line, no figures."""
-    from hf_cost.report.schema import ScenarioResult
-
-    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-    reason = " ".join(reason.split())[:500]
-    progress.say(f"[{name}] FAILED for {candidate}: {reason}")
-    return ScenarioResult(
-        name=name, kind=kind, candidate=candidate, status="failed", error=reason,
-        settings={}, metrics={}, raw={}, notes=["the step failed; every other step still ran"],
-    )
 
 
 def _checkpoint_info(prepared: Prepared) -> dict[str, Any]:
@@ -278,18 +192,6 @@ def _checkpoint_info(prepared: Prepared) -> dict[str, Any]:
         "commit": c.commit, "source": c.source, "task": prepared.suite.model.task,
         "architecture": getattr(c.config, "model_type", None),
     }
-
-
-def _in_file(path: Path, fn: Any) -> Any:
-    """Run ``fn``; a UserError raised inside gets the scenario file's name in front."""
-    try:
-        return fn()
-    except UserError as exc:
-        if exc.where and str(path) in exc.where:
-            raise
-        where = f"{path}: {exc.where}" if exc.where else str(path)
-        message = str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc)
-        raise type(exc)(message, where=where) from None
 
 
 def _version() -> str:

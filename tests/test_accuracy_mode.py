@@ -22,18 +22,20 @@ from hf_cost.config.schema import (
     OfflineScenario,
     SingleStreamScenario,
 )
+from hf_cost.core.candidate import Candidate
+from hf_cost.core.names import BASE
 from hf_cost.data.labelled import load_labelled
 from hf_cost.data.performance_set import PerformanceSet
 from hf_cost.errors import DataError, UserError
-from hf_cost.models.candidate import BASE, Candidate
+from hf_cost.models.context import RunContext
 from hf_cost.models.load import load_model
 from hf_cost.models.resolve import resolve_checkpoint
 from hf_cost.models.torch_candidate import TorchCandidate
 from hf_cost.progress import Progress
-from hf_cost.runners.accuracy import AccuracyRunner, predict
-from hf_cost.runners.base import RunContext
-from hf_cost.runners.offline import OfflineRunner
-from hf_cost.runners.single_stream import SingleStreamRunner
+from hf_cost.quality.predict import predict
+from hf_cost.steps.accuracy import AccuracyRunner
+from hf_cost.steps.offline import OfflineRunner
+from hf_cost.steps.single_stream import SingleStreamRunner
 
 LABELS = ["alpha", "beta", "gamma"]
 WORDS = [f"tok{i}" for i in range(120)]
@@ -155,7 +157,7 @@ def assert_same_predictions(recorder: Recorder, expected: list[int]) -> None:
 def test_offline_runner_predicts_what_accuracy_mode_scores(
     monkeypatch, candidate, pset, accuracy_predictions, batch_size
 ):
-    import hf_cost.runners.offline as offline
+    import hf_cost.steps.offline as offline
 
     monkeypatch.setattr(offline, "CALIBRATION_S", 0.05)  # calibrating 1 s is for real models
     recorder = Recorder()

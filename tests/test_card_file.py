@@ -14,12 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from hf_cost.cards.card_file import (
-    CardError,
-    read_hf_cost_sections,
-    section_markers,
-    upsert_card,
-)
+from hf_cost.cards.card_file import CardError, section_markers
+from hf_cost.cards.card_target import read_hf_cost_sections, upsert_card
 from hf_cost.errors import UserError
 
 REV = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"

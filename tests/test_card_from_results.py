@@ -1,9 +1,10 @@
-"""hf_cost.cards.from_results / command: card sections, eval results and CO2 from a results dict.
+"""hf_cost.cards.from_results / command: card sections, eval results and CO2 from a RunResult.
 
-The results dict is written by hand (docs/results.md's keys, two candidates, an accuracy step, a
-drift step, costs, a selection, energy on the fine-tuning step); every expected string is worked
-out by hand in a comment. "Outside the markers" is cut with this file's own regex; the model-index
-is read back through huggingface_hub.ModelCard. The shipped card is copied, never modified.
+The results are written by hand as a dict (docs/results.md's keys, two candidates, an accuracy
+step, a drift step, costs, a selection, energy on the fine-tuning step), validated as the loader
+validates them; every expected string is worked out by hand in a comment. "Outside the markers"
+is cut with this file's own regex; the model-index is read back through huggingface_hub.ModelCard.
+The shipped card is copied, never modified.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hf_cost.cards.from_results import (
 )
 from hf_cost.cards.hub_metadata import co2_of, eval_results
 from hf_cost.errors import UserError
+from hf_cost.report.schema import RunResult
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "model_cards" / "all-MiniLM-L6-v2-support-tickets" / "README.md"
@@ -45,31 +47,89 @@ def _acc(value, low, high, n):  # type: ignore[no-untyped-def]
 def _cand(name, origin, parent, recipe, runtime, dtype, params, size, flops, source):  # type: ignore[no-untyped-def]
     return {"name": name, "origin": origin, "parent": parent, "recipe": recipe, "runtime": runtime, "dtype": dtype,
             "device": "cpu", "parameters": params, "parameter_bytes": params * 4, "size_on_disk_bytes": size,
-            "flops": {"measured_per_sample": flops, "source": source, "sequence_length": 128}}
+            "path": None, "model": {}, "load_time_s": 1.0, "baseline_rss_mib": 500.0,
+            "flops": {"measured_per_sample": flops, "source": source, "sequence_length": 128, "batch_size": 1,
+                      "analytic_per_sample": None, "relative_difference": None, "by_operator": {},
+                      "method": "FlopCounterMode"}}
+
+
+def _summary(n, p50, p90):  # type: ignore[no-untyped-def]
+    """A latency summary: only p50 and p90 are read here; the rest fills the schema."""
+    return {"n": n, "mean_ms": p50, "stdev_ms": 1.0, "min_ms": p50 / 2, "max_ms": p90 * 2,
+            "percentiles_ms": {"p50": p50, "p90": p90, "p95": p90, "p97": p90, "p99": p90, "p99.9": p90}}
+
+
+def _memory(delta):  # type: ignore[no-untyped-def]
+    return {"baseline_rss_mib": 500.0, "peak_rss_mib": 500.0 + delta, "peak_rss_delta_mib": delta, "rss_method": "VmHWM"}
 
 
 def _stream(cand, p50, p90, n):  # type: ignore[no-untyped-def]
-    return {"name": "single_stream", "kind": "single_stream", "candidate": cand, "status": "ok", "settings": {"batch_size": 1},
-            "metrics": {"queries": n, "latency_ms": {"n": n, "percentiles_ms": {"p50": p50, "p90": p90}}},
-            "validity": {"result": "VALID"}, "memory": {"peak_rss_delta_mib": 26.0}}
+    metrics = {"queries": n, "duration_s": 10.0, "final_query_issued_s": 9.9, "latency_ms": _summary(n, p50, p90),
+               "target_percentile": 0.9, "target_latency_ms": p90, "early_stopping_latency_ms": p90,
+               "early_stopping": {"confidence": 0.99, "tolerance": 0.0, "min_queries": 64, "discarded_highest": 1,
+                                  "estimate_index": 1, "detail": "x"},
+               "qps_with_overhead": None, "qps_without_overhead": 1000 / p50, "achieved_gflops_per_s": None, "mfu": None}
+    return {"name": "single_stream", "kind": "single_stream", "candidate": cand, "status": "ok",
+            "settings": {"batch_size": 1}, "metrics": metrics, "raw": {"latencies_ms": [p50] * 9 + [p90]},
+            "validity": {"result": "VALID", "reduced_settings": False}, "memory": _memory(26.0)}
 
 
 def _offline(cand, bs, rate, samples):  # type: ignore[no-untyped-def]
+    metrics = {"samples": samples, "batches": samples // bs, "duration_s": samples / rate,
+               "throughput_samples_per_s": rate, "throughput_tokens_per_s": rate * 128,
+               "batch_latency_ms": _summary(samples // bs, 1000 * bs / rate, 1000 * bs / rate),
+               "achieved_gflops_per_s": None, "mfu": None}
     return {"name": f"offline[bs={bs}]", "kind": "offline", "candidate": cand, "status": "ok",
-            "settings": {"batch_size": bs}, "metrics": {"samples": samples, "throughput_samples_per_s": rate},
-            "memory": {"peak_rss_delta_mib": 90.0}}
+            "settings": {"batch_size": bs}, "metrics": metrics, "raw": {}, "memory": _memory(90.0)}
+
+
+def _period(name, position, n, in_window, acc, f1):  # type: ignore[no-untyped-def]
+    return {"period": name, "position": position, "n": n, "rows_in_data": n, "in_window": in_window, "few_rows": False,
+            "accuracy": acc, "f1_macro": f1}
 
 
 def _drift_entry(cand: str, early: float, late: float) -> dict:
-    periods = [{"period": "2023-H1", "position": 0.0, "n": 120, "in_window": True, "few_rows": False,
-                "accuracy": _acc(early, early - 0.02, min(1.0, early + 0.01), 120), "f1_macro": _acc(0.99, 0.97, 1.0, 120)},
-               {"period": "2025-H1", "position": 4.0, "n": 600, "in_window": False, "few_rows": False,
-                "accuracy": _acc(late, late - 0.03, late + 0.03, 600), "f1_macro": _acc(0.80, 0.77, 0.83, 600)}]
+    periods = [_period("2023-H1", 0.0, 120, True, _acc(early, early - 0.02, min(1.0, early + 0.01), 120),
+                       _acc(0.99, 0.97, 1.0, 120)),
+               _period("2025-H1", 4.0, 600, False, _acc(late, late - 0.03, late + 0.03, 600), _acc(0.80, 0.77, 0.83, 600))]
     slope = {"value": -0.021, "ci_low": -0.028, "ci_high": -0.014, "ci_level": 0.95, "ols_ci_low": None,
              "ols_ci_high": None, "ols_p_value": None, "periods": 2, "unit": "per half"}
+    decay = {"metric": "accuracy", "method": "bootstrap", "ci_level": 0.95, "periods": [], "in_distribution": None,
+             "out_of_distribution": None, "drop": None, "worst_drop": None, "changes": [], "slope": slope}
+    metrics = {"period_column": "date", "granularity": "half", "training_window": ["2023-H1"],
+               "training_window_source": "the fine-tuning step's train rows", "reference_rows": 100, "scored_rows": 720,
+               "excluded_training_rows": 0, "id_rows": 120, "periods": periods, "decay": decay,
+               "label_distribution_reference": {}, "duration_s": 1.0, "analysis_s": 1.0, "throughput_samples_per_s": 720.0}
+    raw = {"periods": ["2023-H1", "2025-H1"], "predictions": [0, 1], "references": [0, 1], "rows": [0, 1]}
     return {"name": "drift", "kind": "drift", "candidate": cand, "status": "ok", "settings": {"dataset": _ds(None, "all")},
-            "metrics": {"period_column": "date", "granularity": "half", "training_window": ["2023-H1"],
-                        "periods": periods, "decay": {"slope": slope, "drop": None}}}
+            "metrics": metrics, "raw": raw}
+
+
+def _accuracy(cand, value, low, n):  # type: ignore[no-untyped-def]
+    metrics = {"n": n, "accuracy": _acc(value, low, 1.0, n), "f1_macro": _acc(value, low, 1.0, n),
+               "precision_macro": _acc(value, low, 1.0, n), "recall_macro": _acc(value, low, 1.0, n), "per_class": {},
+               "duration_s": 1.0, "throughput_samples_per_s": 120.0}
+    return {"name": "acc-early", "kind": "accuracy", "candidate": cand, "status": "ok",
+            "settings": {"dataset": _ds({"period": "2023-H1"}, "holdout")}, "metrics": metrics,
+            "raw": {"predictions": [0] * n, "references": [0] * n}}
+
+
+def _fine_tune() -> dict:
+    run = {"seed": 0, "converged": True, "stop_reason": "target reached", "time_to_target_s": 29.66, "wall_s": 30.0,
+           "eval_s": 1.0, "steps": 40, "samples": 640, "tokens": 20000, "final_quality": 0.95, "final_quality_step": 40,
+           "evaluated_after_stop": False, "train_samples_per_s": 21.3, "peak_rss_delta_mib": 800.0}
+    metrics = {"time_to_target_s": 29.66, "converged": True, "runs": [run],
+               "scoring": {"score_s": 29.66, "valid": True, "run_count": 1, "converged_runs": 1, "kept_times_s": [29.66],
+                           "method": "mean of 1 run(s)"},
+               "train_samples_per_s": 21.3, "train_tokens_per_s": 660.0, "train_flops_per_sample": None,
+               "train_flops_per_sample_3x_forward_estimate": None, "train_flops_total": None,
+               "achieved_train_gflops_per_s": None, "final_quality_median": 0.95, "saved_checkpoint": None,
+               "saved_step": None, "saved_quality": None, "saved_run_index": None}
+    energy = {"energy_kwh": 0.004, "cpu_energy_kwh": None, "gpu_energy_kwh": None, "ram_energy_kwh": None,
+              "emissions_kg_co2eq": 0.0015, "duration_s": 30.0, "method": "estimate (constant power)", "detail": "",
+              "region": "FRA", "carbon_intensity_g_per_kwh": None, "covers": ["ft"]}
+    return {"name": "ft", "kind": "fine_tune", "candidate": "ft", "status": "ok", "settings": {}, "metrics": metrics,
+            "raw": {}, "energy": energy}
 
 
 def _cell(scenario, acc, low, high, n, delta=None):  # type: ignore[no-untyped-def]
@@ -77,8 +137,17 @@ def _cell(scenario, acc, low, high, n, delta=None):  # type: ignore[no-untyped-d
             "delta_vs_reference": delta, "agreement_with_reference": None}
 
 
+def _selection() -> dict:
+    spec = {"constraints": [], "objectives": [{"metric": "p90_latency_ms", "direction": "min"}]}
+    return {"spec": spec, "files": ["results.json"], "points": {}, "recommended": "ft-int8",
+            "reason": "fastest among those meeting accuracy >= 0.95", "ties": [], "frontier": ["ft", "ft-int8"],
+            "feasible": ["ft", "ft-int8"], "verdicts": {"ft-int8": "feasible, recommended", "ft": "feasible, slower"},
+            "checks": {}, "mixed_hardware": False}
+
+
 def results_dict(tmp_path: Path) -> dict:
-    """A run of scenarios/run.yaml under tmp_path, whose dataset is tmp_path/data/tickets.csv."""
+    """A run of scenarios/run.yaml under tmp_path, whose dataset is tmp_path/data/tickets.csv: the
+    figures the card reads are written by hand, the rest only fills the schema."""
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "tickets.csv").write_bytes(CSV)
     (tmp_path / "scenarios").mkdir(exist_ok=True)
@@ -101,61 +170,42 @@ def results_dict(tmp_path: Path) -> dict:
              "ci_high": 4.27852, "rounds": 10},
          "quality": [_cell("acc-early", 0.975, 0.95, 1.0, 120, delta), _cell("drift:2025-H1", 0.885, 0.86, 0.91, 600)]},
     ]
-    fine_tune = {"name": "ft", "kind": "fine_tune", "candidate": "ft", "status": "ok", "settings": {},
-                 "metrics": {"runs": [{"wall_s": 30.0}], "time_to_target_s": 29.66, "converged": True},
-                 "energy": {"energy_kwh": 0.004, "emissions_kg_co2eq": 0.0015, "method": "estimate (constant power)",
-                            "region": "FRA"}}
-    accuracy = [{"name": "acc-early", "kind": "accuracy", "candidate": c, "status": "ok",
-                 "settings": {"dataset": _ds({"period": "2023-H1"}, "holdout")},
-                 "metrics": {"n": 120, "accuracy": _acc(a, low, 1.0, 120)}} for c, a, low in (("ft", 0.991666, 0.975),
-                                                                                              ("ft-int8", 0.975, 0.95))]
+    usd = {"unit": "USD", "derived_from": "x"}
     return {
-        "schema_version": "3.1", "hf_cost_version": "0.1.0", "created_utc": "2026-12-01T21:57:40+00:00",
+        "schema_version": "4.0", "hf_cost_version": "0.1.0", "created_utc": "2026-12-01T21:57:40+00:00",
         "scenario_file": str(tmp_path / "scenarios" / "run.yaml"),
         "suite": {"name": "run", "scenarios": [
             {"name": "acc-early", "kind": "accuracy", "dataset": _ds({"period": "2023-H1"}, "holdout")},
             {"name": "drift", "kind": "drift", "dataset": _ds(None, "all")}]},
-        "environment": {"hf_cost_version": "0.1.0", "git_commit": "abc123", "python": "3.11.7",
+        "environment": {"hf_cost_version": "0.1.0", "git_commit": "abc123", "python": "3.11.7", "platform": "Linux",
                         "libraries": {"torch": "2.13.0+cpu", "transformers": "4.57.6", "onnxruntime": "1.32.0"},
                         "cpu": {"model": "AMD EPYC", "logical_cores": 2, "physical_cores": 2, "torch_threads": 2},
-                        "gpus": []},
-        "model": {"id": "sentence-transformers/all-MiniLM-L6-v2", "revision": "main"},
+                        "memory_total_mib": 16000, "gpus": [], "hub_offline": True},
+        "model": {"id": "sentence-transformers/all-MiniLM-L6-v2", "path": None, "revision": "main", "commit": None,
+                  "source": "Hub cache", "task": "feature-extraction", "architecture": "bert"},
         "candidates": {"ft": _cand("ft", "fine-tuned", "base", ft_recipe, "torch", "float32", 22714371, 90869492,
                                    2869201152, "measured"),
                        "ft-int8": _cand("ft-int8", "variant", "ft", q_recipe, "onnxruntime", "int8", 22714371,
                                         23030849, 2869201152, "inherited")},
         "inputs": {"sequence_length": 128},
-        "scenarios": [fine_tune, _stream("ft", 29.125179, 32.909824, 341), _stream("ft-int8", 5.3236, 6.3861, 1803),
+        "scenarios": [_fine_tune(), _stream("ft", 29.125179, 32.909824, 341), _stream("ft-int8", 5.3236, 6.3861, 1803),
                       _offline("ft", 4, 41.31, 529), _offline("ft", 32, 55.37, 701), _offline("ft-int8", 4, 194.7, 2471),
-                      *accuracy, _drift_entry("ft", 0.991666, 0.886666), _drift_entry("ft-int8", 0.975, 0.885)],
-        "comparison": {"reference": "ft", "rows": rows},
-        "costs": {"currency": "USD", "price_per_hour": 0.5, "rows": [
-            {"candidate": "ft", "per_million_at_throughput": {"value": 2.5083, "unit": "USD",
+                      _accuracy("ft", 0.991666, 0.975, 120), _accuracy("ft-int8", 0.975, 0.95, 120),
+                      _drift_entry("ft", 0.991666, 0.886666), _drift_entry("ft-int8", 0.975, 0.885)],
+        "comparison": {"reference": "ft", "rows": rows, "method": "by hand"},
+        "costs": {"currency": "USD", "price_per_hour": 0.5, "workload": {}, "budget": {}, "rows": [
+            {"candidate": "ft", "per_million_at_throughput": {**usd, "value": 2.5083,
                                                               "derived_from": "1e6 / 55.4 samples/s / 3600 × 0.5 USD/h"},
-             "per_million_p90_single_stream": {"value": 4.5708, "unit": "USD", "derived_from": "p90 basis"},
+             "per_million_p90_single_stream": {**usd, "value": 4.5708, "derived_from": "p90 basis"},
              "verdicts": ["serving: 75.25 USD per month is within the budget of 100 USD (75 %)"]},
-            {"candidate": "ft-int8", "per_million_at_throughput": {"value": 0.71337, "unit": "USD", "derived_from": "x"}}]},
-        "selection": {"recommended": "ft-int8", "reason": "fastest among those meeting accuracy >= 0.95",
-                      "ties": [], "frontier": ["ft", "ft-int8"], "feasible": ["ft", "ft-int8"],
-                      "verdicts": {"ft-int8": "feasible, recommended", "ft": "feasible, slower"}},
+            {"candidate": "ft-int8", "per_million_at_throughput": {**usd, "value": 0.71337}}]},
+        "selection": _selection(),
     }
 
 
-@pytest.fixture(autouse=True)
-def hand_results_load_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hand-written results dict holds only the keys the card reads, not every field the
-    results schema requires, so here the card command reads it as plain JSON. The validated
-    loader (report/results_file.py) is tested on real runs' results in test_hostile_cards.py
-    and test_hostile_select.py."""
-    from hf_cost.cards import command
-
-    def plain(path: Path) -> dict:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or "candidates" not in data:
-            raise UserError("not an hf_cost results.json", where=str(path))
-        return data
-
-    monkeypatch.setattr(command, "load_results", plain)
+def run_of(results: dict) -> RunResult:
+    """The hand-written results, validated as the loader validates them."""
+    return RunResult.model_validate(results)
 
 
 def _write(tmp_path: Path, results: dict, name: str = "results.json") -> Path:
@@ -173,7 +223,7 @@ def _outside(data: bytes) -> tuple[dict, bytes]:
 
 
 def test_sections_hold_the_hand_computed_figures(tmp_path):
-    s = card_sections(results_dict(tmp_path), results_path="out/results.json", card_path="card/README.md")
+    s = card_sections(run_of(results_dict(tmp_path)), results_path="out/results.json", card_path="card/README.md")
     assert list(s) == ["cost", "quality", "drift", "variants", "selection", "reproduce"]
     # p50 29.125179 -> 29.13, p90 32.909824 -> 32.91; batch sizes in numeric order (4 before 32);
     # 90869492 B / 2^20 = 86.66 MiB; 22714371 -> 22.71M; 2869201152 FLOP -> 2.869 GFLOP.
@@ -183,7 +233,7 @@ def test_sections_hold_the_hand_computed_figures(tmp_path):
     assert "| ft-int8 | onnxruntime · int8 | 5.32 / 6.39 ms (n=1803, VALID) | bs 4: 194.7/s (n=2471) |" in s["cost"]
     assert "0.7134 USD / — |" in s["cost"]  # no p90 cost figure for it
     assert "- ft: serving: 75.25 USD per month is within the budget of 100 USD (75 %)" in s["cost"]
-    assert "AMD EPYC (2 logical / 2 physical cores, 2 torch threads), no GPU; torch 2.13.0+cpu" in s["cost"]
+    assert "Measured on AMD EPYC (2 logical / 2 physical cores, 2 torch threads), no GPU; torch 2.13.0+cpu" in s["cost"]
     assert "hf_cost 0.1.0 (commit abc123)" in s["cost"]
     # holdout 0.2 -> "holdout 20% (seed 0)"; Δ -0.016666 -> -0.017 [-0.042, +0.000]
     assert ("| ft-int8 | acc-early: period=2023-H1, holdout 20% (seed 0) | 0.975 [0.950, 1.000] | 120 | "
@@ -211,23 +261,24 @@ def test_optional_blocks_and_single_candidate_runs(tmp_path):
         del r[key]
     r["scenarios"] = [x for x in r["scenarios"] if x["kind"] != "drift" and x["candidate"] == "ft"]
     del r["candidates"]["ft-int8"]
-    s = card_sections(r)
+    s = card_sections(run_of(r))
     assert list(s) == ["cost", "quality", "variants", "reproduce"]
     assert "29.13 / 32.91 ms (n=341, VALID)" in s["cost"] and "per 1M" not in s["cost"]
     assert "| **ft** (this model) | acc-early: period=2023-H1, holdout 20% (seed 0) | 0.992 [0.975, 1.000] | 120 |" \
            in s["quality"]
-    assert [e["metric_value"] for e in eval_results(r, "ft")] == [0.991666]
-    assert co2_of(r, "ft")["emissions"] == 1.5
+    # no comparison (one candidate): the rows are built from the results, the same way the run builds them
+    assert [e["metric_value"] for e in eval_results(run_of(r), "ft")] == [0.991666]
+    assert co2_of(run_of(r), "ft")["emissions"] == 1.5
     r["scenarios"][0].pop("energy")
-    assert co2_of(r, "ft") is None
+    assert co2_of(run_of(r), "ft") is None
 
 
 def test_eval_results_round_trip_through_the_card(tmp_path):
     from huggingface_hub import ModelCard
 
-    from hf_cost.cards.card_file import upsert_card
+    from hf_cost.cards.card_target import upsert_card
 
-    r = results_dict(tmp_path)
+    r = run_of(results_dict(tmp_path))
     evals = eval_results(r, "ft-int8", results_path="runs/results.json")
     card = tmp_path / "README.md"
     upsert_card(card, card_sections(r), eval_results=evals, co2_eq_emissions=co2_of(r, "ft"))
@@ -295,11 +346,12 @@ def test_a_new_card_gets_a_title_and_other_candidates(tmp_path):
 def test_unknown_candidate_and_bad_results_are_user_errors(tmp_path):
     r = results_dict(tmp_path)
     with pytest.raises(UserError, match=r"unknown candidate 'nope'; the results have: ft, ft-int8"):
-        card_candidate(r, "nope")
-    assert card_candidate(r, None) == "ft"
+        card_candidate(run_of(r), "nope")
+    assert card_candidate(run_of(r), None) == "ft"
     r2 = copy.deepcopy(r)
     del r2["comparison"]
-    assert card_candidate(r2, None) == "ft"  # the first candidate
+    r2["candidates"] = dict(reversed(r2["candidates"].items()))
+    assert card_candidate(run_of(r2), None) == "ft-int8"  # no reference: the first candidate
     with pytest.raises(UserError, match="unknown candidate"):
         update_card(_write(tmp_path, r), tmp_path / "c.md", candidate="nope")
     assert not (tmp_path / "c.md").exists()

@@ -30,12 +30,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_cost.cards.card_file import (
-    CardError,
-    read_hf_cost_sections,
-    section_markers,
-    upsert_card,
-)
+from hf_cost.cards.card_file import CardError, section_markers
+from hf_cost.cards.card_target import read_hf_cost_sections, upsert_card
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = ("cost", "drift", "accuracy", "notes-1", "q_2")  # section names a card may hold

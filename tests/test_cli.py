@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import HF_HOME, REPO_ROOT, TINY_MAX_POSITIONS, write_scenario
+
 from hf_cost.cli import main
-from hf_cost.report.schema import SCHEMA_VERSION, RunResult
+from hf_cost.report.schema import SCHEMA_VERSION, RunResult, results_json_schema
 
 SCENARIOS = """\
 scenarios:
@@ -219,8 +219,9 @@ def test_help_is_light() -> None:
 def test_validate_loads_no_weights(
     tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import hf_cost.models.load
     from transformers import PreTrainedModel
+
+    import hf_cost.models.load
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("validate must not load weights")
@@ -431,13 +432,17 @@ def test_keyboard_interrupt_exits_130_without_results(
 def test_schema_command_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == RunResult.model_json_schema()
+    assert printed == results_json_schema()
     assert printed["title"] == "RunResult"
+    # every registered kind's metrics model is in the union, building kinds included
+    for model in ("SingleStreamMetrics", "DriftMetrics", "TrainingMetrics", "DistillMetrics", "OnnxInt8Metrics",
+                  "QuantoMetrics", "PruneMetrics"):
+        assert model in printed["$defs"], model
 
 
 def test_docs_schema_is_current() -> None:
     doc = REPO_ROOT / "docs" / "results.schema.json"
     assert doc.is_file(), "generate it: python -m hf_cost schema > docs/results.schema.json"
-    assert json.loads(doc.read_text()) == RunResult.model_json_schema(), (
+    assert json.loads(doc.read_text()) == results_json_schema(), (
         "docs/results.schema.json is stale: python -m hf_cost schema > docs/results.schema.json"
     )

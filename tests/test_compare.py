@@ -17,14 +17,13 @@ import pytest
 import torch
 from scenario_helpers import by_name, easy_csv, fine_tune_yaml, suite_yaml
 
-import hf_cost.runners.base as runners_base
-import hf_cost.runners.compare as compare_module
+import hf_cost.measure.timing as timing_module
 from hf_cost.cli import main
 from hf_cost.config.schema import CompareScenario
 from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.models.context import RunContext
 from hf_cost.progress import Progress
-from hf_cost.runners import RunContext
-from hf_cost.runners.compare import CompareRunner
+from hf_cost.steps.compare import CompareRunner
 
 
 class FakeClock:
@@ -61,8 +60,7 @@ def ctx(candidate: Any) -> RunContext:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(compare_module, "clock", fake)
-    monkeypatch.setattr(runners_base, "clock", fake)
+    monkeypatch.setattr(timing_module, "clock", fake)
     return fake
 
 
@@ -131,8 +129,8 @@ def test_offline_mode_compares_throughput(clock: FakeClock) -> None:
     ("{kind: compare, candidates: [base]}", "candidates"),
 ])
 def test_compare_settings_that_cannot_give_a_ci_are_refused(text: str, key: str) -> None:
-    from pydantic import ValidationError
     import yaml
+    from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match=key):
         CompareScenario.model_validate(yaml.safe_load(text))
@@ -143,7 +141,7 @@ def test_compare_settings_that_cannot_give_a_ci_are_refused(text: str, key: str)
 
 @pytest.fixture(scope="module")
 def compared(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import hf_cost.variants.fine_tune as ft
+    import hf_cost.steps.fine_tune as ft
 
     tmp = tmp_path_factory.mktemp("compared")
     data = easy_csv(tmp / "easy.csv", tiny_bert_dir, n=80)

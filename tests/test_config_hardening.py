@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import write_scenario
+
 from hf_cost.config import load_suite, load_yaml
 from hf_cost.config.loader import MAX_DEPTH, MAX_NODES
 from hf_cost.errors import ConfigError

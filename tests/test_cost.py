@@ -8,6 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from hf_cost.config.cost import Budget, Pricing, Workload
+from hf_cost.core.build_metrics import TrainingMetrics, TrainingRun
+from hf_cost.core.metrics import LatencySummary, OfflineMetrics, SingleStreamMetrics
+from hf_cost.core.results import ScenarioResult
 from hf_cost.report.cost import build_costs
 
 
@@ -17,15 +20,19 @@ def _suite(price=3.6, currency="EUR", **workload):
 
 
 def _results():
-    offline = lambda rate, bs: NS(kind="offline", status="ok", candidate="a", name=f"offline[bs={bs}]",  # noqa: E731
-                                  settings={"batch_size": bs}, energy=None,
-                                  metrics=NS(throughput_samples_per_s=rate, samples=500))
-    stream = NS(kind="single_stream", status="ok", candidate="a", name="single_stream", settings={}, energy=None,
-                metrics=NS(queries=400, latency_ms=NS(percentiles_ms={"p50": 15.0, "p90": 20.0})))
-    train = NS(kind="fine_tune", status="ok", candidate="a", name="a", settings={"num_processes": 2}, energy=None,
-               metrics={"runs": [{"wall_s": 90.0, "samples": 1000}, {"wall_s": 90.0, "samples": 1000}],
-                        "train_samples_per_s": 40.0, "train_flops_per_sample": 3.3e9,
-                        "train_flops_per_sample_3x_forward_estimate": 3.0e9})
+    """Real result models (the kinds' own hooks answer), built without the fields cost does not read."""
+    def entry(kind, name, settings, metrics):
+        return ScenarioResult.model_construct(kind=kind, status="ok", candidate="a", name=name, settings=settings,
+                                              energy=None, memory=None, raw={}, notes=[], metrics=metrics)
+
+    offline = lambda rate, bs: entry("offline", f"offline[bs={bs}]", {"batch_size": bs},  # noqa: E731
+                                     OfflineMetrics.model_construct(throughput_samples_per_s=rate, samples=500))
+    stream = entry("single_stream", "single_stream", {}, SingleStreamMetrics.model_construct(
+        queries=400, latency_ms=LatencySummary.model_construct(percentiles_ms={"p50": 15.0, "p90": 20.0})))
+    run = lambda: TrainingRun.model_construct(wall_s=90.0, samples=1000, steps=10)  # noqa: E731
+    train = entry("fine_tune", "a", {"num_processes": 2}, TrainingMetrics.model_construct(
+        runs=[run(), run()], train_samples_per_s=40.0, train_flops_per_sample=3.3e9,
+        train_flops_per_sample_3x_forward_estimate=3.0e9))
     return [offline(60.0, 1), offline(100.0, 32), stream, train]
 
 

@@ -207,7 +207,7 @@ def test_the_loss_hook_runs_the_frozen_teacher_on_the_same_batch():
     from accelerate import Accelerator
 
     from hf_cost.training.student import build_student
-    from hf_cost.variants.distill import _kd_hook
+    from hf_cost.training.teacher import kd_hook
 
     teacher = tiny_teacher(4)
     teacher.requires_grad_(False)
@@ -215,11 +215,11 @@ def test_the_loss_hook_runs_the_frozen_teacher_on_the_same_batch():
     ids = torch.randint(5, TINY_VOCAB_SIZE, (4, SEQ))
     inputs, labels = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.tensor([0, 1, 1, 0])
     accelerator = Accelerator(cpu=True)
-    zero = _kd_hook(teacher, 0.0, 2.0, accelerator)(student, inputs, labels)
+    zero = kd_hook(teacher, 0.0, 2.0, accelerator)(student, inputs, labels)
     assert float(zero.detach()) == pytest.approx(0.0, abs=1e-6)
-    ce = _kd_hook(teacher, 1.0, 2.0, accelerator)(student, inputs, labels)
+    ce = kd_hook(teacher, 1.0, 2.0, accelerator)(student, inputs, labels)
     assert float(ce.detach()) == pytest.approx(float(student(**inputs, labels=labels).loss.detach()), rel=1e-6)
-    half = _kd_hook(teacher, 0.5, 2.0, accelerator)(build_student(teacher, [0, 2]).eval(), inputs, labels)
+    half = kd_hook(teacher, 0.5, 2.0, accelerator)(build_student(teacher, [0, 2]).eval(), inputs, labels)
     half.backward()
     assert float(half.detach()) > 0 and all(p.grad is None for p in teacher.parameters())
 
@@ -410,14 +410,9 @@ def test_validate_refuses_an_architecture_without_encoder_layers(tmp_path, tiny_
 @pytest.mark.slow
 def test_two_processes_each_run_the_teacher_and_train_the_student(tmp_path, tiny_bert4_dir):
     """Under `accelerate launch`, every process loads the teacher and trains the student on its
-    share of each batch. The teacher is the base (a 4-layer classifier): a candidate built
-    earlier in the run is not known to non-main processes (see the report to the lead)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    from conftest import REPO_ROOT
+    share of each batch. The teacher is the base (a 4-layer classifier); a teacher built earlier
+    in the same file: tests/test_distributed_chains.py."""
+    from launch_helpers import launch_failure, launch_run
 
     base = tmp_path / "teacher"
     for f in tiny_bert4_dir.iterdir():
@@ -441,16 +436,9 @@ def test_two_processes_each_run_the_teacher_and_train_the_student(tmp_path, tiny
     scenario = tmp_path / "ddp.yaml"
     suite = suite_yaml(base, scenarios).replace("device: cpu}", "device: cpu, task: sequence-classification}")
     scenario.write_text(suite, encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-           "--main_process_port", str(port), "-m", "hf_cost", "run", str(scenario), "--output", str(out), "--quiet"]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = launch_run(scenario, out)
+    assert proc.returncode == 0, launch_failure(proc)
     results = by_name(json.loads((out / "results.json").read_text(encoding="utf-8")))
     d = results["student"]
     assert d["settings"]["num_processes"] == 2

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hf_cost.drift.decay import decay_statistics, describe_slope
+from hf_cost.core.format import describe_slope
+from hf_cost.drift.decay import decay_statistics
 
 
 def rows(correct: int, n: int) -> list[float]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import write_scenario
 from drift_helpers import drifting_csv
 from scenario_helpers import SEQ
 
-from conftest import write_scenario
 from hf_cost.cli import main
 
 

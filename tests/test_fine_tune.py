@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli, suite_yaml
 
 from hf_cost.cli import main
 from hf_cost.config.schema import load_suite
 from hf_cost.errors import ConfigError
 from hf_cost.training.olympic import olympic_score
-from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli, suite_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_olympic_five_runs_drop_fastest_and_slowest():
     assert out["valid"] is True
     assert out["score_s"] == pytest.approx((3.0 + 4.0 + 5.0) / 3)
     assert out["kept_times_s"] == [3.0, 4.0, 5.0]
-    assert out["runs"] == 5 and out["converged_runs"] == 5
+    assert out["run_count"] == 5 and out["converged_runs"] == 5
     assert "olympic" in out["method"]
 
 
@@ -84,7 +84,7 @@ def test_olympic_without_runs_is_an_error():
 
 @pytest.fixture(scope="module")
 def converged_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import hf_cost.runners.offline as offline
+    import hf_cost.steps.offline as offline
 
     tmp = tmp_path_factory.mktemp("fine-tune")
     data = easy_csv(tmp / "easy.csv", tiny_bert_dir)
@@ -314,7 +314,7 @@ def test_fine_tune_that_cannot_reach_its_target_is_invalid(tiny_bert_dir, tmp_pa
     assert all(r["converged"] is False and r["time_to_target_s"] is None for r in m["runs"])
     assert all(r["steps"] == 5 and r["stop_reason"] == "max_steps reached" for r in m["runs"])
     assert "olympic" in m["scoring"]["method"]
-    assert m["scoring"]["runs"] == 3 and m["scoring"]["converged_runs"] == 0
+    assert m["scoring"]["run_count"] == 3 and m["scoring"]["converged_runs"] == 0
     v = ft["validity"]
     assert v["result"] == "INVALID" and v["convergence_satisfied"] is False
     assert v["reduced_settings"] is False  # three runs are enough for olympic scoring

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
+from conftest import HF_HOME, REPO_ROOT, write_scenario
 from drift_helpers import drifting_csv
 from scenario_helpers import SEQ, fine_tune_yaml
 
-from conftest import HF_HOME, REPO_ROOT, write_scenario
-from hf_cost.cards.card_file import read_hf_cost_sections
+from hf_cost.cards.card_target import read_hf_cost_sections
 from hf_cost.cli import main
 
 CARD = """---
@@ -417,10 +418,14 @@ def test_text_from_the_results_cannot_break_the_card(run: dict[str, Any], folder
     card = folder / "README.md"
     assert main(["card", str(results), "--card", str(card)]) == 0
     text = card.read_text()
-    assert text.count("<!-- hf_cost:end drift -->") == 2  # the hand-written inline example, and ours
+    front, body = text[4:].split("\n---\n", 1)
+    assert body.count("<!-- hf_cost:end drift -->") == 2  # the hand-written inline example, and ours
+    # the Hub metadata names the drift cell's dataset split by the label: one line of YAML data, not Markdown
+    splits = {r["dataset"]["split"] for m in yaml.safe_load(front)["model-index"] for r in m["results"]}
+    assert evil.replace("\n", " ") in splits
     sections = read_hf_cost_sections(card)
     assert "&lt;!-- hf_cost:end drift --&gt;" in sections["drift"] and "reproduce" in sections
-    assert "![img](http" not in text and "\n# not a heading" not in text
+    assert "![img](http" not in body and "\n# not a heading" not in text
     assert main(["card", str(results), "--card", str(card)]) == 0  # still updatable
 
 
@@ -482,7 +487,7 @@ def test_a_card_whose_candidate_failed_to_build_keeps_the_results(run: dict[str,
                                                                   capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the run's outcome can tell: results kept, the card untouched, exit 3, said in one line."""
-    import hf_cost.variants.fine_tune as ft
+    import hf_cost.steps.fine_tune as ft
 
     cards, scenario = card_scenario(tmp_path, run, ", candidate: ft")
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
 from conftest import HF_HOME, REPO_ROOT, TINY_MAX_POSITIONS, write_scenario
+
 from hf_cost.cli import main
 
 # --- helpers --------------------------------------------------------------------------------
@@ -416,12 +416,13 @@ def env(tiny_bert_dir: Path, tmp_path: Path) -> Env:
 @pytest.fixture(scope="module", autouse=True)
 def _warm_imports() -> None:
     """Import what a refusal may touch, so the timed cases time the refusal, not imports."""
+    import transformers  # noqa: F401
+
     import hf_cost.data.preflight  # noqa: F401
     import hf_cost.hub_access  # noqa: F401
     import hf_cost.measure.memory_estimate  # noqa: F401
     import hf_cost.models.checkpoint_files  # noqa: F401
     import hf_cost.pipeline  # noqa: F401
-    import transformers  # noqa: F401
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -33,7 +33,7 @@ select:
 
 @pytest.fixture(scope="module")
 def run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import hf_cost.variants.fine_tune as ft
+    import hf_cost.steps.fine_tune as ft
 
     tmp = tmp_path_factory.mktemp("hostile-select")
     data = easy_csv(tmp / "easy.csv", tiny_bert_dir, n=80)
@@ -113,7 +113,7 @@ def constraints(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
 
 
 def test_real_results_round_trip(run: dict[str, Any]) -> None:
-    assert load_results_file(run["path"]) == run["data"]
+    assert load_results_file(run["path"]).model_dump(mode="json") == run["data"]
 
 
 def test_in_run_selection_lists_the_failed_candidate(run: dict[str, Any]) -> None:
@@ -125,11 +125,11 @@ def test_in_run_selection_lists_the_failed_candidate(run: dict[str, Any]) -> Non
 
 def test_metric_names_are_the_documented_ones(run: dict[str, Any]) -> None:
     import hf_cost.select.from_results as fr
-    from hf_cost.select.constraints import CELL, METRICS
+    from hf_cost.config.selection import CELL, METRICS
 
     for name in METRICS:
         assert f"``{name}``" in (fr.__doc__ or "")
-    measured = {m for ms in fr.candidate_metrics(run["data"]).values() for m in ms}
+    measured = {m for ms in fr.candidate_metrics(load_results_file(run["path"])).values() for m in ms}
     assert {m for m in measured if not m.startswith(CELL)} <= set(METRICS)
 
 
@@ -261,8 +261,11 @@ def test_results_that_are_not_regular_files(results: Path, tmp_path: Path, capsy
 
 @pytest.mark.parametrize("change, fragment", [
     (lambda d: d.pop("schema_version"), "no 'schema_version'"),
-    (lambda d: d.update(schema_version="3.99"), "written by a newer hf_cost (schema 3.99); this one reads up to 3.1"),
+    (lambda d: d.update(schema_version="3.99"), "schema 3.99 is no version hf_cost wrote; this one reads schema 3.0, 3.1"),
+    (lambda d: d.update(schema_version="4.1"), "written by a newer hf_cost (schema 4.1); this one reads up to 4.0"),
     (lambda d: d.update(schema_version="9.0"), "written by a newer hf_cost (schema 9.0)"),
+    (lambda d: d.update(schema_version="2.0"), "written by an older hf_cost (schema 2.0); this one reads schema 3.0, 3.1 "
+                                               "(upgraded) and 4.0: rerun the scenario"),
     (lambda d: d.update(schema_version="three\nlines"), 'schema_version: "three\\nlines" is not a "MAJOR.MINOR"'),
     (lambda d: d.update(schema_version=3.1), "is not a \"MAJOR.MINOR\" string"),
     (lambda d: d["candidates"]["ft"].pop("parameters"), "candidates.ft.parameters: Field required"),
@@ -273,6 +276,12 @@ def test_results_that_are_not_regular_files(results: Path, tmp_path: Path, capsy
      ".metrics.latency_ms.min_ms: Input should be greater than or equal to 0"),
     (lambda d: next(s for s in d["scenarios"] if s["kind"] == "single_stream")["raw"].update(latencies_ms=[]),
      ".raw.latencies_ms: a measured single_stream needs its raw latencies"),
+    (lambda d: next(s for s in d["scenarios"] if s["kind"] == "single_stream")["raw"].update(latencies_ms=[1, -2]),
+     ".raw.latencies_ms[1]: -2 is not a latency (a number >= 0)"),
+    (lambda d: next(s for s in d["scenarios"] if s["kind"] == "single_stream").update(metrics=None),
+     ".metrics: an ok step needs its figures (null is only for a failed step)"),
+    (lambda d: next(s for s in d["scenarios"] if s["kind"] == "fine_tune")["metrics"]["scoring"].update(run_count="x"),
+     ".metrics.scoring.run_count: Input should be a valid integer"),
     (lambda d: d["candidates"].update(ft="not a candidate"), "candidates.ft: Input should be a valid dictionary"),
 ])
 def test_bad_content_is_one_line(run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -360,7 +369,7 @@ def test_a_failed_building_step_is_listed_not_dropped(results: Path, capsys: pyt
 def test_a_failed_measuring_step_is_never_recommended(run: dict[str, Any], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     failed = {"name": "acc", "kind": "accuracy", "candidate": "ft", "status": "failed", "error": "out of memory",
-              "settings": {}, "metrics": {}, "raw": {}}
+              "settings": {}, "metrics": None, "raw": {}}
     path = edited(run, tmp_path, lambda d: d["scenarios"].append(failed))
     js = tmp_path / "sel.json"
     out = selected(capsys, [path, "--json", js])

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, tiny_vocab, write_scenario
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import write_scenario
+
 from hf_cost.config.schema import DatasetInputs, DatasetSpec
 from hf_cost.data.labelled import load_labelled
 from hf_cost.data.sources import load_split
@@ -361,12 +361,12 @@ def test_accuracy_result_reports_dropped_rows(tmp_path):
     from test_accuracy_mode import LABELS, SEQ, accuracy_scenario, context, labelled_csv, save_tiny_classifier
 
     from hf_cost.config.schema import ModelSpec
+    from hf_cost.core.names import BASE
     from hf_cost.data.performance_set import PerformanceSet
-    from hf_cost.models.candidate import BASE
     from hf_cost.models.load import load_model
     from hf_cost.models.resolve import resolve_checkpoint
     from hf_cost.models.torch_candidate import TorchCandidate
-    from hf_cost.runners.accuracy import AccuracyRunner
+    from hf_cost.steps.accuracy import AccuracyRunner
 
     model_spec = ModelSpec(
         path=str(save_tiny_classifier(tmp_path / "clf")), task="sequence-classification", device="cpu"

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli, suite_yaml
 
 from hf_cost.cli import main
 from hf_cost.measure import cpu_flags
 from hf_cost.measure.cpu_flags import CpuFlags, choose_isa, parse_cpuinfo, read_cpu_flags, refusal
-from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli, suite_yaml
 
 TEXTS = ["word1 word2 word3 word4", "word7", "word10 word11 word12 word13 word14 word15 word16", "word3 word3"]
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"}
@@ -97,7 +97,7 @@ def test_read_cpu_flags_reads_a_file(tmp_path):
 
 
 def test_optimum_knows_bert_and_not_a_made_up_type():
-    from hf_cost.variants.onnx import exportable_tasks
+    from hf_cost.steps.onnx import exportable_tasks
 
     assert {"text-classification", "feature-extraction"} <= set(exportable_tasks("bert"))
     assert exportable_tasks("no-such-architecture") is None
@@ -420,7 +420,7 @@ def test_missing_optimum_is_refused_with_the_install_line(tmp_path, tiny_bert_di
 
 
 def test_an_architecture_the_exporter_lacks_is_refused(tmp_path, tiny_bert_dir, capsys, monkeypatch):
-    import hf_cost.variants.onnx as onnx_variants
+    import hf_cost.steps.onnx as onnx_variants
 
     monkeypatch.setattr(onnx_variants, "exportable_tasks", lambda model_type: ("fill-mask",))
     refused(tmp_path, tiny_bert_dir, "\n  - {kind: onnx}\n", capsys, "scenarios[0].kind", "'bert'",

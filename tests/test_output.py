@@ -85,29 +85,110 @@ def test_abandoned_rerun_leaves_earlier_output_byte_identical(tmp_path: Path) ->
     assert tree_digest(tmp_path) == before
 
 
-def test_failure_midway_through_commit_puts_everything_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def state_leftovers(root: Path) -> list[str]:
+    """What a commit may create in OUT's state folder besides the lock and the manifest:
+    staging-* (this run's files), replaced-* (the previous run's, moved out), .manifest.json.*
+    (a manifest being written). None of them may outlive a run, however it ended."""
+    return sorted(p.name for p in (root / ".hf_cost").iterdir() if p.name not in ("lock", "manifest.json"))
+
+
+def manifest_paths(root: Path) -> list[str]:
+    return [e["path"] for e in json.loads((root / ".hf_cost" / "manifest.json").read_text())["entries"]]
+
+
+class FailAt:
+    """os.replace that raises on its ``n``-th call (from 1) and otherwise moves as usual.
+    Records every call, so a test can say which move the failure hit."""
+
+    def __init__(self, n: int, exc: BaseException) -> None:
+        self.n, self.exc, self.calls, self.failed = n, exc, 0, None
+        self.real = os.replace
+
+    def __call__(self, src, dst):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == self.n:
+            self.failed = (Path(src), Path(dst))
+            raise self.exc
+        return self.real(src, dst)
+
+
+def which_move(root: Path, stage: Path, src: Path, dst: Path) -> str:
+    """'out E': the earlier run's entry E moved aside; 'in E': this run's E moved into OUT;
+    'write manifest': the new manifest put in place; else the paths themselves."""
+    if dst == root / ".hf_cost" / "manifest.json":
+        return "write manifest"
+    if src.parent == root or src.parent.parent == root:
+        return f"out {src.relative_to(root).as_posix()}"
+    if stage in src.parents and root in dst.parents:
+        return f"in {dst.relative_to(root).as_posix()}"
+    return f"{src} -> {dst}"
+
+
+# The earlier run wrote results, report and checkpoints ft and old; this run writes results,
+# report and checkpoints ft and new. A commit therefore moves the earlier run's entries out
+# (old among them: this run does not write it), moves this run's in, and writes the manifest.
+EARLIER, THIS = ("ft", "old"), ("ft", "new")
+
+
+def earlier_output(root: Path) -> str:
+    complete_run(root, "one", EARLIER)
+    (root / "notes.txt").write_text("mine")  # the user's own file, never touched
+    return tree_digest(root)
+
+
+def assert_this_run_is_complete(root: Path) -> None:
+    assert json.loads((root / "results.json").read_text()) == {"run": "two"}
+    assert (root / "report.md").read_text() == "# two\n"
+    for name in THIS:
+        assert (root / "checkpoints" / name / "model.safetensors").read_text() == f"two-{name}"
+    assert not (root / "checkpoints" / "old").exists()
+    assert (root / "notes.txt").read_text() == "mine"
+    assert manifest_paths(root) == ["checkpoints/ft", "checkpoints/new", "report.md", "results.json"]
+    assert state_leftovers(root) == []
+
+
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()],
+                         ids=["disk full", "interrupt"])
+def test_a_commit_that_fails_at_any_move_leaves_the_earlier_output_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
 ) -> None:
-    root = tmp_path / "out"
-    complete_run(root, "one", ("ft",))
-    before = tree_digest(root)
-    out = RunOutput.open(root)
-    stage_run(out, "two", ("ft",))
-    real_replace = os.replace
-    calls = {"n": 0}
-
-    def flaky_replace(src, dst):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 5:  # after the 3 old entries went out and 1 new one came in
-            raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", flaky_replace)
-    with pytest.raises(OSError):
-        out.commit(created_utc="two")
-    monkeypatch.setattr(os, "replace", real_replace)
-    out.abandon()
-    assert tree_digest(root) == before
+    """Fail the 1st os.replace of a commit, then the 2nd, and so on, until a commit completes
+    without reaching the failure. After every failed commit (and the run's abandon): OUT is
+    byte-identical to the earlier run's output, with no staging, backup or half-written manifest
+    left, and the next run commits normally. The failures between them must have hit every
+    entry either run has and the manifest, so no move is left untried."""
+    hit: set[str] = set()
+    for n in range(1, 100):
+        root = tmp_path / f"fail-at-{n}" / "out"
+        before = earlier_output(root)
+        out = RunOutput.open(root)
+        stage_run(out, "two", THIS)
+        fail = FailAt(n, exc)
+        monkeypatch.setattr(os, "replace", fail)
+        try:
+            out.commit(created_utc="two")
+        except type(exc):
+            assert fail.failed is not None  # it was our failure, not another error
+        finally:
+            monkeypatch.setattr(os, "replace", fail.real)
+        if fail.failed is None:  # every move was tried, and this commit went through
+            break
+        hit.add(which_move(root, out.stage, *fail.failed))
+        out.abandon()
+        assert tree_digest(root) == before, f"failure at os.replace #{n} ({fail.failed}) changed OUT"
+        assert state_leftovers(root) == [], f"failure at os.replace #{n} left files behind"
+        retry = RunOutput.open(root)  # not locked, nothing in the way
+        stage_run(retry, "two", THIS)
+        assert sorted(retry.commit(created_utc="two")) == [
+            "checkpoints/ft", "checkpoints/old", "report.md", "results.json"]
+        assert_this_run_is_complete(root)
+    else:
+        pytest.fail("every commit failed: the injected failure never ran out of moves")
+    assert_this_run_is_complete(root)  # the commit that outran the failures
+    every_move = {"write manifest"} | {
+        f"{way} {e}" for way, names in (("out", EARLIER), ("in", THIS))
+        for e in ("results.json", "report.md", *(f"checkpoints/{name}" for name in names))}
+    assert every_move <= hit, f"moves never failed: {sorted(every_move - hit)}"
 
 
 def test_a_file_hf_cost_did_not_write_is_never_replaced(tmp_path: Path) -> None:

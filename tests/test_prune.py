@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 import torch
+from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli, suite_yaml
 
 from hf_cost.cli import main
 from hf_cost.config.schema import DatasetSpec, ModelSpec, load_suite
 from hf_cost.models.resolve import resolve_checkpoint
 from hf_cost.progress import Progress
-from hf_cost.variants import importance as imp
-from hf_cost.variants.prune import PRUNABLE, PruneBuilder, heads_to_prune, neurons_to_prune
-from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli, suite_yaml
+from hf_cost.steps.prune import PRUNABLE, PruneBuilder, heads_to_prune, neurons_to_prune
+from hf_cost.training import importance as imp
 
 LABELS = ["neg", "pos"]
 
@@ -169,7 +169,7 @@ def pruned(classifier_dir: Path, tiny_bert_dir: Path, tmp_path_factory: pytest.T
 
 
 def test_half_the_heads_and_neurons_go_with_the_hand_counted_parameters(pruned):
-    m = pruned["built"].result.metrics
+    m = pruned["built"].result.metrics.model_dump()
     assert m["heads_total"] == 8 and m["heads_pruned_count"] == 4
     assert sum(len(h) for h in m["heads_pruned"]) == 4
     assert all(n >= 1 for n in m["heads_per_layer_after"]) and sum(m["heads_per_layer_after"]) == 4
@@ -181,7 +181,7 @@ def test_half_the_heads_and_neurons_go_with_the_hand_counted_parameters(pruned):
 
 
 def test_pruning_lowers_the_measured_flops_by_the_hand_counted_matmuls(pruned):
-    m = pruned["built"].result.metrics
+    m = pruned["built"].result.metrics.model_dump()
     assert m["flops_sequence_length"] == SEQ == 16
     assert m["flops_per_sample_after"] < m["flops_per_sample_before"]
     # per head: Q, K, V 3*2*S*H*d + O 2*S*d*H + scores and context 2*2*S*S*d = 40960 at S = 16;
@@ -195,14 +195,14 @@ def test_the_result_keeps_the_importance_scores_and_says_how(pruned):
     r = built.result
     assert built.name == "pr" and built.parent == "base" and built.origin == "variant"
     assert built.recipe["kind"] == "prune" and built.recipe["from"] == "base"
-    assert r.kind == "prune" and r.validity is None and r.metrics["build_time_s"] > 0
-    assert r.metrics["importance_samples"] == 32  # easy_csv(n=40), select: train (80%)
+    assert r.kind == "prune" and r.validity is None and r.metrics.build_time_s > 0
+    assert r.metrics.importance_samples == 32  # easy_csv(n=40), select: train (80%)
     assert [len(row) for row in r.raw["head_importance"]] == [4, 4]
     assert [len(row) for row in r.raw["neuron_importance"]] == [37, 37]
     assert r.raw["head_ids"] == [[0, 1, 2, 3], [0, 1, 2, 3]]
     # the pruned heads are the lowest-scoring ones (under the one-per-layer floor)
     assert imp.select_heads(r.raw["head_importance"], 4) == {
-        i: h for i, h in enumerate(r.metrics["heads_pruned"]) if h}
+        i: h for i, h in enumerate(r.metrics.heads_pruned) if h}
     assert any("Michel" in n for n in r.notes)
 
 
@@ -216,7 +216,7 @@ def test_the_saved_checkpoint_reloads_pruned_with_the_same_logits(pruned, classi
     saved = pruned["built"].checkpoint_dir
     assert saved == pruned["tmp"] / "stage" / "checkpoints" / "pr"
     config = json.loads((saved / "config.json").read_text(encoding="utf-8"))
-    m = pruned["built"].result.metrics
+    m = pruned["built"].result.metrics.model_dump()
     assert config["intermediate_size"] == 18
     assert {int(k): sorted(v) for k, v in config["pruned_heads"].items()} == {
         i: h for i, h in enumerate(m["heads_pruned"]) if h}
@@ -246,7 +246,7 @@ def test_the_saved_checkpoint_reloads_pruned_with_the_same_logits(pruned, classi
 
 def test_heads_only_leaves_the_ffn_alone(pruned, classifier_dir):
     built, _ = build_prune(classifier_dir, pruned["data"], pruned["tmp"] / "heads-only", heads_fraction=0.25)
-    m = built.result.metrics
+    m = built.result.metrics.model_dump()
     assert m["heads_pruned_count"] == 2 and m["ffn_neurons_pruned_per_layer"] == 0
     assert m["intermediate_size_after"] == 37
     assert m["parameters_before"] - m["parameters_after"] == 2 * 1048
@@ -256,10 +256,10 @@ def test_pruning_an_already_pruned_model_counts_its_remaining_heads(pruned):
     """From the 4-head result: 0.5 of its 4 heads = 2, but only 2 can go (one per layer stays)."""
     first = pruned["built"].checkpoint_dir
     built, _ = build_prune(first, pruned["data"], pruned["tmp"] / "again", heads_fraction=0.5, ffn_fraction=0.5)
-    m = built.result.metrics
+    m = built.result.metrics.model_dump()
     assert m["heads_total"] == 4 and m["heads_pruned_count"] == 2 and m["heads_per_layer_after"] == [1, 1]
     assert m["ffn_neurons_pruned_per_layer"] == 9  # 0.5 x 18
-    first_pruned = pruned["built"].result.metrics["heads_pruned"]
+    first_pruned = pruned["built"].result.metrics.heads_pruned
     config = json.loads((built.checkpoint_dir / "config.json").read_text(encoding="utf-8"))
     heads = {int(k): set(v) for k, v in config["pruned_heads"].items()}
     assert all(set(first_pruned[i]) <= heads.get(i, set()) for i in range(2))  # original numbering

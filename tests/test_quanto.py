@@ -14,9 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli
 
 from hf_cost.cli import main
-from scenario_helpers import SEQ, by_name, dataset_yaml, easy_csv, fine_tune_yaml, run_cli
 
 L, H, I, LABELS = 2, 32, 37, 2
 # Linear weights of the tiny classifier: per layer Q, K, V, O (H x H) and FFN up/down (H x I),
@@ -61,8 +61,8 @@ def build(tmp: Path, model_dir: Path, weights: str, task: str = "sequence-classi
     from hf_cost.output import RunOutput
     from hf_cost.pipeline import prepare
     from hf_cost.progress import Progress
-    from hf_cost.variants.quanto import QuantoBuilder
-    from hf_cost.variants.registry import BuildContext
+    from hf_cost.steps.base import BuildContext
+    from hf_cost.steps.quanto import QuantoBuilder
 
     path = tmp / "q.yaml"
     path.write_text(suite_text(model_dir, f"\n  - {{kind: quanto, name: q, weights: {weights}}}\n", task), encoding="utf-8")
@@ -137,7 +137,7 @@ def test_outputs_equal_hand_quantized_weights_and_are_close_to_but_not_the_float
 def test_parameter_bytes_fall_by_the_hand_counted_amount(built, classifier_dir):
     fp = float_model(classifier_dir)
     before = sum(p.numel() * 4 for p in fp.parameters())
-    m = built.built.result.metrics
+    m = built.built.result.metrics.model_dump()
     info = built.built.candidate.info
     assert m["parameter_bytes_before"] == before
     # int8 and float8 e4m3 are both one byte a weight; scales float32, one per output row.
@@ -160,8 +160,8 @@ def test_saved_file_is_the_reported_size_and_reloads_to_the_same_outputs(built):
     assert built.built.candidate.info.size_on_disk_bytes == weights.stat().st_size
     assert not (files / "model.safetensors").exists()  # from_pretrained must not half-load it
     # A float32 file of the same tensors would hold at least every parameter at 4 bytes.
-    assert weights.stat().st_size < built.built.result.metrics["parameter_bytes_before"]
-    assert built.built.result.metrics["source_size_on_disk_bytes"] > weights.stat().st_size
+    assert weights.stat().st_size < built.built.result.metrics.parameter_bytes_before
+    assert built.built.result.metrics.source_size_on_disk_bytes > weights.stat().st_size
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(files))
     qmap = json.loads((files / "quanto_qmap.json").read_text(encoding="utf-8"))
     requantize(model, load_file(str(weights)), qmap)
@@ -177,7 +177,7 @@ def test_flops_are_inherited_from_the_float_source(built):
     flops = cand.flops({"input_ids": torch.zeros(1, SEQ, dtype=torch.long)}, None)
     assert flops.source == "inherited" and "quanto::qbytes_mm" in flops.method
     assert flops.measured_per_sample == flops.analytic_per_sample == FLOPS == 481408
-    m = built.built.result.metrics
+    m = built.built.result.metrics.model_dump()
     assert m["flops_source"] == "inherited" and m["flops_per_sample"] == FLOPS
     assert m["flops_counted_on_quantized_per_sample"] < FLOPS  # why it is inherited
     assert cand.flops({"input_ids": torch.zeros(1, SEQ + 1, dtype=torch.long)}, None) is None
@@ -188,9 +188,9 @@ def test_result_keeps_the_raw_differences(built):
     assert r.kind == "quanto" and r.name == r.candidate == "q" and r.validity is None
     raw = r.raw["max_abs_logit_difference_per_sample"]
     assert len(raw) == 8 == r.settings["probe_samples"] and r.raw["probe_sample_indices"] == list(range(8))
-    assert r.metrics["max_abs_logit_difference"] == max(raw) > 0
-    assert r.metrics["build_time_s"] >= r.metrics["quantize_s"] > 0
-    assert r.metrics["weights"] == built.weights and r.settings["labels"] == ["neg", "pos"]
+    assert r.metrics.max_abs_logit_difference == max(raw) > 0
+    assert r.metrics.build_time_s >= r.metrics.quantize_s > 0
+    assert r.metrics.weights == built.weights and r.settings["labels"] == ["neg", "pos"]
     info = built.built.candidate.info
     assert info.runtime == "torch" and info.origin == "variant"
     assert info.dtype.startswith(f"{built.weights}") and info.dtype.endswith("float32 activations")
@@ -202,7 +202,7 @@ def test_a_bare_encoder_is_quantized_with_automodel(tiny_bert_dir, tmp_path):
     try:
         assert result.candidate.label_names is None
         assert type(result.candidate.module).__name__ == "BertModel"
-        assert result.result.metrics["max_abs_hidden_state_difference"] > 0
+        assert result.result.metrics.max_abs_hidden_state_difference > 0
     finally:
         output.abandon()
 
@@ -239,7 +239,7 @@ def test_validate_refuses_what_cannot_be_quantized(classifier_dir, tmp_path, cap
      ("float8_supported", "scenarios[0].weights", "weights: int8")],
 )
 def test_validate_refuses_a_missing_package_or_float8(classifier_dir, tmp_path, capsys, monkeypatch, patch, key, words):
-    from hf_cost.variants import quanto
+    from hf_cost.steps import quanto
 
     monkeypatch.setattr(quanto, patch, lambda: False)
     path = tmp_path / "bad.yaml"

@@ -1,6 +1,6 @@
 """Runner loops and validity, driven by a fake clock so every figure can be worked out by hand.
 
-The runners read time only through their module-level ``clock``. Here it is replaced by a
+The runners read time only through ``hf_cost.measure.timing.clock``. Here it is replaced by a
 `FakeClock` that stands still except when the dummy model runs: each forward advances it by a
 scripted number of milliseconds. Every run below therefore has one exact schedule, and the
 expected query counts, percentiles, durations and VALID/INVALID verdicts are written literally,
@@ -13,25 +13,38 @@ a rounding edge.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 import torch
+import yaml
+from pydantic import BaseModel
 
-import hf_cost.runners.base as runners_base
-import hf_cost.runners.offline as offline_module
-import hf_cost.runners.single_stream as single_stream_module
-from hf_cost.config.schema import OfflineScenario, SingleStreamScenario
+import hf_cost.measure.timing as timing_module
+from hf_cost.config.base import MeasuredStep
+from hf_cost.config.schema import (
+    OfflineScenario,
+    SingleStreamScenario,
+    load_suite,
+    suite_model,
+)
+from hf_cost.core import registry
+from hf_cost.core.results import ScenarioResult
 from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.errors import ConfigError
 from hf_cost.measure.flops import peak_for
 from hf_cost.measure.memory import current_rss_bytes
+from hf_cost.models.context import RunContext
 from hf_cost.progress import Progress
-from hf_cost.report.schema import ScenarioResult
-from hf_cost.runners import RUNNERS, RunContext
-from hf_cost.runners.accuracy import AccuracyRunner
-from hf_cost.runners.offline import OfflineRunner
-from hf_cost.runners.single_stream import SingleStreamRunner
+from hf_cost.steps.offline import OfflineRunner
+from hf_cost.steps.single_stream import SingleStreamRunner
 
+REPO = Path(__file__).resolve().parents[1]
 FLOPS = 1_000_000
 SEQ = 8
 NUM_SAMPLES = 16
@@ -138,8 +151,7 @@ def run_with_fake_clock(
     clock = FakeClock()
     model = FakeModel(clock, measured_ms, warm_ms)
     with pytest.MonkeyPatch.context() as mp:
-        for module in (runners_base, single_stream_module, offline_module):
-            mp.setattr(module, "clock", clock)
+        mp.setattr(timing_module, "clock", clock)
         results = runner.run(scenario, context(model, peak=peak))
     return model, results
 
@@ -234,10 +246,10 @@ def test_count_bound_warmup_not_counted(count_bound) -> None:
 
 def test_count_bound_memory_recorded(count_bound) -> None:
     _, r = count_bound
-    assert r.memory["peak_rss_mib"] > 0
-    assert r.memory["peak_rss_delta_mib"] >= 0
-    assert r.memory["rss_method"]
-    assert r.memory["cuda_max_memory_allocated_mib"] is None
+    assert r.memory.peak_rss_mib > 0
+    assert r.memory.peak_rss_delta_mib >= 0
+    assert r.memory.rss_method
+    assert r.memory.cuda_max_memory_allocated_mib is None
 
 
 def test_mfu_with_known_peak() -> None:
@@ -451,7 +463,7 @@ def test_offline_slower_after_calibration_is_valid() -> None:
     assert flags(r)["min_duration_satisfied"] is True
 
 
-# --- context, peak, registry -------------------------------------------------------------------
+# --- context, peak -------------------------------------------------------------------
 
 
 def test_compute_metrics_without_flops() -> None:
@@ -472,8 +484,188 @@ def test_peak_for_unknown_on_cpu_and_from_file() -> None:
     assert peak_for(3.0, "cuda:0", "int8")[0] == 3.0
 
 
-def test_runner_registry() -> None:
-    assert RUNNERS["single_stream"] is SingleStreamRunner
-    assert RUNNERS["offline"] is OfflineRunner
-    assert RUNNERS["accuracy"] is AccuracyRunner
-    assert all(kind == cls.kind for kind, cls in RUNNERS.items())
+# --- the registry of step kinds ------------------------------------------------------------------
+#
+# Each test here would fail for a real defect: the schema and the registry read from two places
+# (the pydantic schema's discriminator vs the registry's dict), kinds in files and docs that
+# the schema does not know, and registrations that would break the schema or the run later.
+
+
+def schema_kinds() -> set[str]:
+    """The `kind` tags the scenario schema accepts, read from its JSON Schema, not the registry."""
+    schema = suite_model().model_json_schema()
+    items = schema["properties"]["scenarios"]["items"]
+    assert items["discriminator"]["propertyName"] == "kind"
+    mapping = items["discriminator"]["mapping"]
+    assert sorted(branch["$ref"] for branch in items["oneOf"]) == sorted(mapping.values())
+    for tag, ref in mapping.items():  # each branch accepts exactly its own tag
+        assert schema["$defs"][ref.rsplit("/", 1)[-1]]["properties"]["kind"]["const"] == tag
+    return set(mapping)
+
+
+def scenario_file_kinds() -> dict[str, set[str]]:
+    """Every scenario file under scenarios/ -> the step kinds it uses."""
+    files = sorted((REPO / "scenarios").glob("*.y*ml"))
+    assert files, "no scenario files found"
+    return {f.name: {step["kind"] for step in yaml.safe_load(f.read_text())["scenarios"]} for f in files}
+
+
+def documented_kinds() -> set[str]:
+    """The kinds the docs name: scenario steps in their YAML examples, rows of their `| kind |` tables."""
+    found: set[str] = set()
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        for block in re.findall(r"```ya?ml\n(.*?)```", text, re.DOTALL):
+            data = yaml.safe_load(block)
+            if isinstance(data, dict) and isinstance(data.get("scenarios"), list):
+                found |= {step["kind"] for step in data["scenarios"] if isinstance(step, dict) and "kind" in step}
+        for table in re.findall(r"^\| kind \|.*\n\|[-| ]+\|\n((?:\|.*\n?)+)", text, re.MULTILINE):
+            found |= set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.MULTILINE))
+    return found
+
+
+def test_schema_kinds_are_the_registered_kinds() -> None:
+    registered = set(registry.kinds())
+    assert schema_kinds() == registered
+    assert set(registry.building_kinds()).isdisjoint(registry.measuring_kinds())
+    assert set(registry.building_kinds()) | set(registry.measuring_kinds()) == registered
+    for kind in registered:  # the run looks up the step the schema's config was picked for
+        assert registry.step_class(kind).kind == kind
+        assert registry.metrics_model(kind) is registry.step_class(kind).metrics
+
+
+def test_every_kind_in_scenario_files_is_in_the_schema() -> None:
+    known = schema_kinds()
+    unknown = {name: used - known for name, used in scenario_file_kinds().items() if used - known}
+    assert unknown == {}
+
+
+def test_the_docs_name_exactly_the_schema_kinds() -> None:
+    documented, known = documented_kinds(), schema_kinds()
+    assert documented - known == set(), "the docs name kinds the schema does not accept"
+    assert known - documented == set(), "kinds the docs do not mention"
+
+
+class ToyMetrics(BaseModel):
+    value: float = 0.0
+
+
+class ToyConfig(MeasuredStep):
+    kind: Literal["toy_probe"]
+
+
+class ToyStep:
+    kind = "toy_probe"
+    config = ToyConfig
+    metrics = ToyMetrics
+    builds = False
+
+
+def toy(name: str = "Toy", **attrs: Any) -> type:
+    """A step class with ToyStep's declarations, some replaced (or removed with ``None``)."""
+    body = {k: v for k, v in {**vars(ToyStep), **attrs}.items() if v is not None and not k.startswith("__")}
+    return type(name, (), body)
+
+
+@pytest.fixture()
+def clean_registry():
+    """The registry as the built-in kinds left it, restored after the test whatever it did."""
+    before = registry.kinds()
+    yield before
+    for kind in set(registry.kinds()) - set(before):
+        registry.unregister(kind)
+    assert registry.kinds() == before
+
+
+TOY_FILE = "model: {path: /x}\nscenarios:\n  - {kind: toy_probe, name: probe}\n"
+
+
+def test_a_registered_kind_joins_the_schema_and_unregister_takes_it_out(clean_registry, tmp_path) -> None:
+    path = tmp_path / "toy.yaml"
+    path.write_text(TOY_FILE)
+    before = schema_kinds()
+    assert "toy_probe" not in before
+    registry.register(ToyStep)
+    assert schema_kinds() == before | {"toy_probe"}
+    (step,) = load_suite(path).scenarios
+    assert type(step) is ToyConfig and step.name == "probe"
+    registry.unregister("toy_probe")
+    assert schema_kinds() == before
+    with pytest.raises(ConfigError) as caught:
+        load_suite(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: scenarios[0].kind: unknown kind 'toy_probe'; expected one of ")
+    assert "single_stream" in message and "toy_probe" not in message.split("expected one of ", 1)[1]
+
+
+@pytest.mark.parametrize("kind", ["offline", "toy_probe"])
+def test_a_second_class_under_a_taken_kind_is_refused(clean_registry, kind: str) -> None:
+    if kind == "toy_probe":
+        registry.register(ToyStep)
+    holder = registry.step_class(kind)
+    config = holder.config  # the same config model: only the name clash can refuse it
+    with pytest.raises(ValueError, match=f"kind '{kind}' is already registered by {holder.__name__}"):
+        registry.register(toy("Impostor", kind=kind, config=config))
+    assert registry.step_class(kind) is holder
+    registry.register(holder)  # the same class again is not a clash
+    assert registry.step_class(kind) is holder
+
+
+@pytest.mark.parametrize("missing", ["kind", "config", "metrics", "builds"])
+def test_a_class_missing_a_declaration_is_refused(clean_registry, missing: str) -> None:
+    with pytest.raises(TypeError, match=f"does not declare `{missing}`"):
+        registry.register(toy(**{missing: None}))
+    assert registry.kinds() == clean_registry
+
+
+class TwoKindsConfig(MeasuredStep):
+    kind: Literal["toy_probe", "toy_other"]
+
+
+class NoKindConfig(MeasuredStep):
+    pass
+
+
+class NotAModel:
+    kind = "toy_probe"
+
+
+@pytest.mark.parametrize(("config", "found"), [
+    (OfflineScenario, "found kind: Literal['offline']"),  # another kind's config
+    (TwoKindsConfig, "found kind: Literal['toy_probe', 'toy_other']"),  # a tag the registry would not know
+    (NoKindConfig, "found no `kind` field"),
+    (NotAModel, "found no `kind` field"),
+], ids=["other kind", "two tags", "no kind field", "not a model"])
+def test_a_config_for_another_kind_is_refused(clean_registry, config: type, found: str) -> None:
+    """The schema picks a config by its `kind` Literal; the run then looks the step up by the
+    class's `kind`. If they differed, a file's step would validate and then run the wrong step
+    (or none); refused at registration, with the schema left as it was."""
+    before = schema_kinds()
+    with pytest.raises(TypeError, match=re.escape(f"must be a pydantic model with kind: Literal['toy_probe'], {found}")):
+        registry.register(toy(config=config))
+    assert registry.kinds() == clean_registry
+    assert schema_kinds() == before
+
+
+def test_a_plugin_cannot_take_a_built_in_name_before_the_registry_was_read() -> None:
+    """In a fresh interpreter, a plugin registering 'offline' first is refused at once, and the
+    built-in kinds still load (rather than the built-ins' import failing later)."""
+    code = (
+        "from typing import Literal\n"
+        "from pydantic import BaseModel\n"
+        "from hf_cost.core import registry\n"
+        "class C(BaseModel):\n"
+        "    kind: Literal['offline']\n"
+        "class Plugin:\n"
+        "    kind, config, metrics, builds = 'offline', C, BaseModel, False\n"
+        "try:\n"
+        "    registry.register(Plugin)\n"
+        "except ValueError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print(registry.step_class('offline').__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "refused: kind 'offline' is already registered by OfflineRunner", "OfflineRunner"]

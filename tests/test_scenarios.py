@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import HF_HOME, write_scenario
+
 from hf_cost.config import load_suite, load_yaml
 from hf_cost.config.loader import deep_merge
 from hf_cost.config.schema import OfflineScenario, SingleStreamScenario, SyntheticInputs

@@ -8,13 +8,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
+from hf_cost.config.selection import Constraint, SelectionSpec, fmt, load_selection_spec
 from hf_cost.errors import ConfigError
-from hf_cost.select.constraints import (
-    Constraint,
-    SelectionSpec,
-    fmt,
-    load_selection_spec,
-)
 from hf_cost.select.pareto import Measure, Point, dominates, pareto_frontier, select
 from hf_cost.select.plot import plot_selection
 
@@ -246,7 +241,46 @@ def test_unknown_key_is_named():
     with pytest.raises(ValidationError):
         SelectionSpec.model_validate({"objectives": []})
     with pytest.raises(ValidationError, match="twice"):
-        spec(((ACC, "max"), (ACC, "min")))
+        spec(((ACC, "max"), (ACC, "max")))
+
+
+# ---------------------------------------------------------------- directions, from the results models
+
+
+def test_directions_come_from_the_models_higher_is_better(monkeypatch):
+    from hf_cost.config.selection import direction_of
+    from hf_cost.core.metrics import AccuracyMetrics
+
+    # accuracy, speed-up, throughput and the drift slope are better higher; latency lower (their
+    # fields say so); size, parameters, FLOPs, memory and cost have no field and default to lower
+    assert [direction_of(m) for m in (ACC, "accuracy:drift:2025-H1", "speedup", "throughput_samples_per_s",
+                                      "accuracy_slope_pts_per_period")] == ["max"] * 5
+    assert [direction_of(m) for m in (LAT, "p50_latency_ms", "size_mb", "peak_rss_mib", "cost_per_million")] == \
+        ["min"] * 5
+    assert direction_of("acuracy") is None
+    # the schema is the one source: flip the field's flag and selection's direction follows
+    extra = dict(AccuracyMetrics.model_fields["accuracy"].json_schema_extra)
+    monkeypatch.setattr(AccuracyMetrics.model_fields["accuracy"], "json_schema_extra", {**extra, "higher_is_better": False})
+    assert direction_of(ACC) == "min"
+
+
+def test_an_objective_without_direction_takes_the_metrics_own():
+    s = SelectionSpec.model_validate({"objectives": [{"metric": "accuracy:drift:2025-H1"}, {"metric": LAT},
+                                                     {"metric": "size_mb"}]})
+    assert [o.direction for o in s.objectives] == ["max", "min", "min"]
+    with pytest.raises(ValidationError, match="unknown metric 'acuracy'; did you mean 'accuracy'"):
+        SelectionSpec.model_validate({"objectives": [{"metric": "acuracy"}]})
+
+
+def test_a_direction_against_the_models_is_refused():
+    with pytest.raises(ValidationError, match=r"accuracy is better higher \(AccuracyMetrics.accuracy\), so 'min' "
+                                              "would rank the worst first; write max"):
+        spec(((ACC, "min"),))
+    with pytest.raises(ValidationError, match=r"p90_latency_ms is better lower \(SingleStreamMetrics"):
+        spec(((LAT, "max"),))
+    # a derived metric's default is only a default: the largest model under a limit is a fair question
+    assert spec((("size_mb", "max"),)).objectives[0].direction == "max"
+    assert spec((("a", "min"),)).objectives[0].direction == "min"  # a name the spec alone cannot check
 
 
 def test_yaml_errors_name_file_and_key(tmp_path):

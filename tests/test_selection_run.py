@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import write_scenario
 from drift_helpers import drifting_csv
 from scenario_helpers import SEQ, fine_tune_yaml
 
-from conftest import write_scenario
 from hf_cost.cli import main
 from hf_cost.measure.energy import METHODS
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -124,17 +123,17 @@ def _sections(text: str, start: int, where: str) -> dict[str, tuple[int, int]]:
     """name -> (start, end) offsets of the text between its markers; CardError when broken."""
     spans: dict[str, tuple[int, int]] = {}
     open_: tuple[str, int, int] | None = None  # name, end of its begin marker, line
-    for kind, name, m_start, m_end, line in _markers(text, start, where):
+    for marker, name, m_start, m_end, line in _markers(text, start, where):
         bad = None
-        if open_ is not None and (kind == "begin" or open_[0] != name):
+        if open_ is not None and (marker == "begin" or open_[0] != name):
             bad = f"section {name!r}: marker nested inside section {open_[0]!r} (begun at line {open_[2]})"
         elif name in spans:
             bad = f"section {name!r} appears twice"
-        elif kind == "end" and open_ is None:
+        elif marker == "end" and open_ is None:
             bad = f"section {name!r}: end marker without a begin marker"
         if bad:
             raise CardError(f"line {line}: {bad}", where)
-        if kind == "begin":
+        if marker == "begin":
             open_ = (name, m_end, line)
         else:
             spans[name], open_ = (open_[1], m_start), None
@@ -285,24 +284,3 @@ def hf_cost_sections(text: str, where: str) -> dict[str, str]:
     body_at, _ = _front_matter(text, where)
     return {name: text[s:e].replace("\r\n", "\n").replace("\r", "\n").strip("\n")
             for name, (s, e) in _sections(text, body_at, where).items()}
-
-
-def upsert_card(path: Path, sections: dict[str, str], **kwargs: Any) -> bool:
-    """Write `sections` (and the metadata `render_card` takes) into the card at `path`, under the
-    card folder's lock; True if the file changed. The path is checked by card_target first."""
-    from hf_cost.cards.card_target import CardTarget
-
-    with CardTarget.open(Path(path)) as target:
-        new_text = render_card(target.read(), sections, where=str(path), **kwargs)
-        if new_text is None:
-            return False
-        target.replace(new_text.encode("utf-8"))
-        return True
-
-
-def read_hf_cost_sections(path: Path) -> dict[str, str]:
-    """Section name -> content (blank lines around it removed, "\\n" line breaks); {} if no file."""
-    from hf_cost.cards.card_target import read_card
-
-    text = read_card(Path(path))
-    return {} if text is None else hf_cost_sections(text, str(path))

@@ -23,9 +23,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from hf_cost.cards.card_file import CardError, decode_card
+from hf_cost.cards.card_file import CardError, decode_card, hf_cost_sections
 from hf_cost.safe_files import LIMITS, kind_of, read_regular_bytes
 
 TMP_PREFIX = ".hf_cost-tmp-"
@@ -253,3 +253,22 @@ def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def upsert_card(path: Path, sections: dict[str, str], **kwargs: Any) -> bool:
+    """Write `sections` (and the metadata `render_card` takes) into the card at `path`, under the
+    card folder's lock; True if the file changed. The path is checked by check_card_path first."""
+    from hf_cost.cards.card_file import render_card
+
+    with CardTarget.open(Path(path)) as target:
+        new_text = render_card(target.read(), sections, where=str(path), **kwargs)
+        if new_text is None:
+            return False
+        target.replace(new_text.encode("utf-8"))
+        return True
+
+
+def read_hf_cost_sections(path: Path) -> dict[str, str]:
+    """Section name -> content (blank lines around it removed, "\\n" line breaks); {} if no file."""
+    text = read_card(Path(path))
+    return {} if text is None else hf_cost_sections(text, str(path))

@@ -15,13 +15,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from hf_cost.cards.card_file import hf_cost_sections, render_card
 from hf_cost.cards.card_target import CardTarget, atomic_write, inputs_named_by
 from hf_cost.cards.from_results import SECTIONS, card_candidate, card_sections
 from hf_cost.cards.hub_metadata import co2_of, eval_results
 from hf_cost.errors import UserError
+from hf_cost.report.schema import RunResult
 from hf_cost.safe_files import LIMITS, read_regular_bytes
 
 # A run's plots a card shows, by file name: selection.png and drift-NAME.png (NAME a step name).
@@ -31,7 +32,7 @@ _RUN_PLOT = re.compile(r"^(selection|drift-[A-Za-z0-9_-]{1,64})\.png$")
 _CARD_PLOT = re.compile(r"^hf_cost-(selection|drift-[A-Za-z0-9_-]{1,64})-([0-9a-f]{12})\.png$")
 
 
-def load_results(path: Path) -> dict[str, Any]:
+def load_results(path: Path) -> RunResult:
     """The results.json at `path`, validated (report/results_file.py); UserError in one line."""
     from hf_cost.report.results_file import load_results_file
 
@@ -146,7 +147,8 @@ def card_update(results_path: Path, card_path: Path, *, candidate: str | None = 
     name = card_candidate(results, candidate)
     source = _shown(results_shown or results_path)
     run_plots = _run_plots(Path(results_path).parent)
-    inputs = [Path(results_path), *(p for p, _ in run_plots.values()), *inputs_named_by(results.get("suite"), results.get("scenario_file"))]
+    inputs = [Path(results_path), *(p for p, _ in run_plots.values()),
+              *inputs_named_by(results.suite, results.scenario_file)]
     with CardTarget.open(Path(card_path), inputs, say=say) as target:
         text = target.read()
         existing = hf_cost_sections(text, str(card_path)) if text is not None else {}

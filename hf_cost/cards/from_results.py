@@ -1,40 +1,41 @@
-"""Model-card sections from an hf_cost results.json dict (the Hub metadata: cards/hub_metadata.py).
+"""Model-card sections from an hf_cost results file, read as a typed RunResult (the Hub metadata:
+cards/hub_metadata.py).
 
 Why: a card's figures should be the measured run's, each with its n, CI and method as in
 report.md, and regenerate byte-identically from the same results. Sections (SECTIONS, in card
-order): ``drift`` only with a drift result, ``selection`` only with a ``selection`` block.
-Only the results are read, plus, for an eval result's ``dataset_revision`` and name, the local
-dataset file's bytes (sha256 prefix) and the README.md beside it, when they are readable.
+order): ``drift`` only with a step that scores dated periods, ``selection`` only with a selection.
+Every figure is read through the results' models and their hooks (core/results.KindMetrics),
+never by asking which kind a step is; the candidates' rows are the run's comparison
+(report/comparison.py), built the same way for a run of one candidate. Only the results are
+read, plus, for an eval result's ``dataset_revision`` and name, the local dataset file's bytes
+(sha256 prefix) and the README.md beside it, when they are readable.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hf_cost.errors import UserError
 from hf_cost.report.cost_markdown import FIELDS as _COST_FIELDS
+from hf_cost.report.schema import RunResult
 
 SECTIONS = ("cost", "quality", "drift", "variants", "selection", "reproduce")
 _GRAN = {"half": "half-year"}
-BUILD_KINDS = ("fine_tune", "distill", "onnx", "onnx_int8", "quanto", "prune")
-_KEYS = {"fine_tune": ("learning_rate", "batch_size", "max_steps", "max_time_s", "sequence_length", "runs", "seed"),
-         "distill": ("student_layers", "alpha", "temperature", "learning_rate", "batch_size", "max_steps",
-                     "max_time_s", "runs", "seed")}
 
 
-def card_candidate(results: dict, candidate: str | None) -> str:
+def card_candidate(results: RunResult, candidate: str | None) -> str:
     """The candidate a card is about: `candidate`, else the comparison's reference, else the first."""
-    names = list(results.get("candidates") or {})
+    names = list(results.candidates)
     if candidate is None:
-        ref = (results.get("comparison") or {}).get("reference")
+        ref = results.comparison.reference if results.comparison is not None else None
         if ref is not None and ref not in names:  # its building step failed: never describe another one silently
-            failed = next((s for s in results.get("scenarios") or [] if s.get("candidate") == ref
-                           and s.get("status") == "failed"), None)
-            why = f"step {failed.get('name')} failed: {failed.get('error')}" if failed else "it is not among the candidates"
+            failed = next((s for s in results.scenarios if s.candidate == ref and not s.ok), None)
+            why = f"step {failed.name} failed: {failed.error}" if failed else "it is not among the candidates"
             raise UserError(f"the run's reference {ref!r} cannot be described ({why}"[:400] + "); name the candidate "
                             f"the card is about with --candidate ({', '.join(names) or 'none'})")
         if names:
-            return ref if ref in names else names[0]
+            return ref if ref is not None and ref in names else names[0]
         raise UserError("the results have no candidates")
     if candidate not in names:
         raise UserError(f"unknown candidate {candidate!r}; the results have: {', '.join(names) or 'none'}",
@@ -42,48 +43,68 @@ def card_candidate(results: dict, candidate: str | None) -> str:
     return candidate
 
 
-def card_sections(results: dict, *, candidate: str | None = None, results_path: str = "results.json",
+def md_safe(results: RunResult) -> RunResult:
+    """A copy of `results` to print from: every text in it (keys too) one bounded, inert line of
+    Markdown (report/safe_text.md_text). Not validated again: an escaped text may no longer be
+    one a field allows (`<=` is `&lt;=`), and the copy is only ever printed."""
+    return _inert(results.model_copy(deep=True))
+
+
+def _inert(node: Any) -> Any:
+    from pydantic import BaseModel
+
+    from hf_cost.report.safe_text import md_text
+
+    if isinstance(node, str):
+        return md_text(node)
+    if isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            setattr(node, name, _inert(getattr(node, name)))
+        return node
+    if isinstance(node, dict):
+        return {(md_text(k) if isinstance(k, str) else k): _inert(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inert(v) for v in node]
+    return node
+
+
+@dataclass(frozen=True)
+class _Card:
+    """What every section reads: the (made-safe) run, the card's candidate, the candidates' rows."""
+
+    run: RunResult
+    me: str
+    rows: list[Any]  # report/comparison.CandidateRow
+
+    @property
+    def reference(self) -> str | None:
+        """The run's reference; None for a run of one candidate (it has no comparison)."""
+        return self.run.comparison.reference if self.run.comparison is not None else None
+
+    @property
+    def ok(self) -> list[Any]:
+        return [s for s in self.run.scenarios if s.ok]
+
+    def label(self, name: str) -> str:
+        tags = [t for t, on in (("this model", name == self.me), ("reference", name == self.reference)) if on]
+        return f"**{name}** ({', '.join(tags)})" if tags else name
+
+
+def card_sections(results: RunResult, *, candidate: str | None = None, results_path: str = "results.json",
                   card_path: str = "README.md") -> dict[str, str]:
     """Section name -> markdown, in SECTIONS order (drift and selection only when the run has them)."""
-    from hf_cost.report.safe_text import md_safe_tree, md_text
+    from hf_cost.report.comparison import run_comparison
+    from hf_cost.report.safe_text import md_text
 
-    raw_file = results.get("scenario_file")
+    raw_file = results.scenario_file
     card_candidate(results, candidate)  # an unknown name is refused by its own spelling
-    results = md_safe_tree(results)  # every text from the results is bounded and inert from here on
+    run = md_safe(results)  # every text from the results is bounded and inert from here on
     candidate = None if candidate is None else md_text(candidate)
-    me, rows = card_candidate(results, candidate), _rows(results)
-    out = {"cost": _cost(results, rows, me), "quality": _quality(results, rows, me), "drift": _drift(results),
-           "variants": _variants(results, rows, me), "selection": _selection(results),
-           "reproduce": _reproduce(results, raw_file, candidate, results_path, card_path)}
+    comparison = run_comparison(run)
+    card = _Card(run, card_candidate(run, candidate), [] if comparison is None else comparison.rows)
+    out = {"cost": _cost(card), "quality": _quality(card), "drift": _drift(card), "variants": _variants(card),
+           "selection": _selection(card), "reproduce": _reproduce(card, raw_file, candidate, results_path, card_path)}
     return {k: v for k, v in out.items() if v}
-
-
-def _rows(results: dict) -> list[dict]:
-    """The comparison's rows; with a single candidate (no comparison) the same figures, rebuilt."""
-    if (results.get("comparison") or {}).get("rows"):
-        return results["comparison"]["rows"]
-    rows = []
-    for name, c in (results.get("candidates") or {}).items():
-        mine = [s for s in _ok(results) if s.get("candidate") == name and s["kind"] not in BUILD_KINDS]
-        ss, flops = next((s for s in mine if s["kind"] == "single_stream"), None), c.get("flops") or {}
-        pct = ss["metrics"]["latency_ms"]["percentiles_ms"] if ss else {}
-        peaks = [s["memory"]["peak_rss_delta_mib"] for s in mine
-                 if (s.get("memory") or {}).get("peak_rss_delta_mib") is not None]
-        row = {k: c.get(k) for k in ("origin", "parent", "runtime", "dtype", "parameters", "size_on_disk_bytes")}
-        row.update(candidate=name, status="ok", flops_per_sample=flops.get("measured_per_sample"),
-                   flops_source=flops.get("source"), peak_rss_delta_mib=max(peaks, default=None),
-                   p50_ms=pct.get("p50"), p90_ms=pct.get("p90"), latency_queries=ss and ss["metrics"]["queries"])
-        row["throughput_samples_per_s"] = {str(s["settings"]["batch_size"]): s["metrics"]["throughput_samples_per_s"]
-                                           for s in mine if s["kind"] == "offline"}
-        row["quality"] = [{"scenario": s["name"], "n": a["n"], "accuracy": a["value"], "ci_low": a["ci_low"],
-                           "ci_high": a["ci_high"]} for s in mine if s["kind"] == "accuracy"
-                          for a in [s["metrics"]["accuracy"]]]
-        rows.append(row)
-    return rows
-
-
-def _ok(results: dict) -> list[dict]:
-    return [s for s in results.get("scenarios", []) if s.get("status", "ok") == "ok"]
 
 
 _COST_HEAD = ("candidate", "runtime · dtype", "latency p50 / p90, batch 1 (n, validity)",
@@ -98,48 +119,48 @@ _COST_HOW = (
 )
 
 
-def _cost(results: dict, rows: list[dict], me: str) -> str:
-    costs = results.get("costs") or {}
-    by_cost = {r["candidate"]: r for r in costs.get("rows", [])}
-    head = list(_COST_HEAD) + (["per 1M inferences: offline / one stream p90"] if costs else [])
+def _cost(card: _Card) -> str:
+    run, costs = card.run, card.run.costs
+    by_cost = {r.candidate: r for r in costs.rows} if costs is not None else {}
+    head = list(_COST_HEAD) + (["per 1M inferences: offline / one stream p90"] if costs is not None else [])
     lines = [_tr(head), "|" + "---|" * len(head)]
-    for r in rows:
-        name = _label(r["candidate"], me, results)
-        if r.get("status") == "failed":
-            lines.append(_tr([name, f"FAILED: {r.get('error')}"] + ["—"] * (len(head) - 2)))
+    for r in card.rows:
+        name = card.label(r.candidate)
+        if r.status == "failed":
+            lines.append(_tr([name, f"FAILED: {r.error}"] + ["—"] * (len(head) - 2)))
             continue
-        mine = [s for s in _ok(results) if s.get("candidate") == r["candidate"]]
-        ss = next((s for s in mine if s["kind"] == "single_stream"), None)
-        valid = ((ss or {}).get("validity") or {}).get("result") or "validity n/a"
-        n_of = {str(s["settings"].get("batch_size")): s["metrics"].get("samples")
-                for s in mine if s["kind"] == "offline"}
-        rates = sorted((r.get("throughput_samples_per_s") or {}).items(), key=lambda x: int(x[0]))
-        flops = r.get("flops_per_sample")
-        cells = [name, f"{r.get('runtime')} · {r.get('dtype')}",
-                 "—" if r.get("p50_ms") is None else
-                 f"{r['p50_ms']:.2f} / {_num(r.get('p90_ms'), '.2f')} ms (n={r.get('latency_queries')}, {valid})",
+        mine = [s for s in card.ok if s.candidate == r.candidate]
+        stream = next((s for s in mine if s.metrics.latency() is not None), None)  # the row's latency figures
+        valid = (stream.validity.result if stream is not None and stream.validity is not None else None) or "validity n/a"
+        n_of = {str(rate.batch_size): rate.samples for s in mine if (rate := s.metrics.serving_rate(s)) is not None}
+        rates = sorted(r.throughput_samples_per_s.items(), key=lambda x: int(x[0]))
+        flops = r.flops_per_sample
+        cells = [name, f"{r.runtime} · {r.dtype}",
+                 "—" if r.p50_ms is None else
+                 f"{r.p50_ms:.2f} / {_num(r.p90_ms, '.2f')} ms (n={r.latency_queries}, {valid})",
                  "; ".join(f"bs {b}: {v:.1f}/s (n={n_of.get(b, '?')})" for b, v in rates) or "—",
-                 "—" if flops is None else f"{flops / 1e9:.4g} ({r.get('flops_source')})",
-                 _num(r.get("parameters"), ".2f", 1e-6, "M"), _num(r.get("size_on_disk_bytes"), ".1f", 2**-20, " MiB"),
-                 _num(r.get("peak_rss_delta_mib"), ".0f", 1, " MiB")]
-        if costs:
-            c = by_cost.get(r["candidate"], {})
-            cells.append(f"{_fig(c.get('per_million_at_throughput'))} / {_fig(c.get('per_million_p90_single_stream'))}")
+                 "—" if flops is None else f"{flops / 1e9:.4g} ({r.flops_source})",
+                 _num(r.parameters, ".2f", 1e-6, "M"), _num(r.size_on_disk_bytes, ".1f", 2**-20, " MiB"),
+                 _num(r.peak_rss_delta_mib, ".0f", 1, " MiB")]
+        if costs is not None:
+            c = by_cost.get(r.candidate)
+            cells.append("— / —" if c is None else
+                         f"{_fig(c.per_million_at_throughput)} / {_fig(c.per_million_p90_single_stream)}")
         lines.append(_tr(cells))
-    lines += ["", _COST_HOW.format(seq=(results.get("inputs") or {}).get("sequence_length"))]
-    if costs:
-        price, cur = costs.get("price_per_hour"), costs.get("currency")
+    lines += ["", _COST_HOW.format(seq=run.inputs.get("sequence_length"))]
+    if costs is not None:
+        price, cur = costs.price_per_hour, costs.currency
         lines += ["", "Cost at " + ("no price" if price is None else f"{price:g} {cur}/hour") + ":"]
-        for r in costs.get("rows", []):
-            lines += [f"- {r['candidate']}, {label}: {_fig(r[key])} ({r[key]['derived_from']})"
-                      for key, label in _COST_FIELDS if r.get(key)]
-            lines += [f"- {r['candidate']}: {v}" for v in r.get("verdicts") or []]
-    env = results.get("environment") or {}
-    libs = env.get("libraries") or {}
+        for c in costs.rows:
+            lines += [f"- {c.candidate}, {label}: {_fig(f)} ({f.derived_from})"
+                      for key, label in _COST_FIELDS if (f := getattr(c, key)) is not None]
+            lines += [f"- {c.candidate}: {v}" for v in c.verdicts]
+    env = run.environment
+    libs = env.libraries
     soft = ", ".join(f"{k} {libs[k]}" for k in ("torch", "transformers", "onnxruntime") if libs.get(k))
-    lines += ["", f"Measured on {_hardware(results)}; {soft or 'library versions not recorded'}, Python "
-                  f"{env.get('python', '?')}; run {results.get('created_utc')}; hf_cost "
-                  f"{results.get('hf_cost_version')} (commit {env.get('git_commit') or 'n/a'})."]
+    lines += ["", f"Measured on {env.describe_hardware(detailed=True)}; {soft or 'library versions not recorded'}, Python "
+                  f"{env.python}; run {run.created_utc}; hf_cost {run.hf_cost_version} "
+                  f"(commit {env.git_commit or 'n/a'})."]
     return "\n".join(lines)
 
 
@@ -150,50 +171,52 @@ _QUALITY_HOW = (
 )
 
 
-def _quality(results: dict, rows: list[dict], me: str) -> str:
+def _quality(card: _Card) -> str:
     head = ["candidate", "evaluated on", "accuracy [95% CI]", "n", "Δ vs reference [95% CI]", "McNemar p",
             "agreement [95% CI]"]
     lines = [_tr(head), "|" + "---|" * len(head)]
-    for r in rows:
-        for q in r.get("quality") or []:
-            d, a = q.get("delta_vs_reference"), q.get("agreement_with_reference")
-            cell = q["scenario"] if ":" in q["scenario"] else (
-                f"{q['scenario']}: {_split(_dataset_block(results, q['scenario']))}")
-            lines.append(_tr([_label(r["candidate"], me, results), cell,
-                              _ci(q["accuracy"], q["ci_low"], q["ci_high"]), str(q["n"]),
+    steps = {s.name for s in card.run.scenarios}
+    for r in card.rows:
+        for q in r.quality:
+            d, a = q.delta_vs_reference, q.agreement_with_reference
+            # a cell named after a step is scored on that step's dataset; DRIFT:PERIOD cells say where they are from
+            cell = q.scenario if q.scenario not in steps else (
+                f"{q.scenario}: {_split(_dataset_block(card.run, q.scenario))}")
+            lines.append(_tr([card.label(r.candidate), cell, _ci(q.accuracy, q.ci_low, q.ci_high), str(q.n),
                               "—" if d is None else f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
                               "—" if d is None or d.get("mcnemar_p") is None else f"{d['mcnemar_p']:.2g}",
                               "—" if a is None else _ci(a["value"], a["ci_low"], a["ci_high"])]))
     if len(lines) == 2:
         return "No accuracy or drift step in this run."
-    method = next((s["metrics"]["accuracy"].get("method") for s in _ok(results) if s["kind"] == "accuracy"), None)
-    ref = (results.get("comparison") or {}).get("reference")
-    return "\n".join(lines + ["", _QUALITY_HOW.format(method=method or "bootstrap over rows", ref=ref or "none")])
+    methods = dict.fromkeys(q.accuracy.method for s in card.ok for q in s.metrics.quality(s))
+    return "\n".join(lines + ["", _QUALITY_HOW.format(method="; ".join(methods) or "bootstrap over rows",
+                                                      ref=card.reference or "none")])
 
 
-def _drift(results: dict) -> str:
-    from hf_cost.drift.decay import describe_slope
+def _drift(card: _Card) -> str:
+    from hf_cost.core.format import describe_slope
 
     lines: list[str] = []
-    for s in (s for s in _ok(results) if s["kind"] == "drift"):
-        m = s["metrics"]
-        decay, gran = m.get("decay") or {}, m.get("granularity", "period")
-        trend = (f"accuracy {describe_slope(decay['slope'], gran)}; least-squares slope over period positions, "
-                 "CI by bootstrap over rows" if decay.get("slope") else "no trend (fewer than 2 scored periods)")
-        if drop := decay.get("drop"):
+    for s in card.ok:
+        periods = s.metrics.period_quality()
+        if periods is None:
+            continue
+        decay, gran = s.metrics.decay_summary(s) or {}, periods.granularity
+        slope, drop = decay.get("slope"), decay.get("drop")
+        trend = (f"accuracy {describe_slope(slope, gran)}; least-squares slope over period positions, "
+                 "CI by bootstrap over rows" if slope else "no trend (fewer than 2 scored periods)")
+        if drop:
             trend += (f"; in-window minus out-of-window average {drop['value'] * 100:+.1f} points "
                       f"[{drop['ci_low'] * 100:+.1f}, {drop['ci_high'] * 100:+.1f}]")
-        window = ", ".join(m.get("training_window") or []) or "none"
-        lines += [f"**{s['candidate']}** ({s['name']}, periods from `{m.get('period_column')}` by "
+        window = ", ".join(periods.training_window) or "none"
+        lines += [f"**{s.candidate}** ({s.name}, periods from `{periods.period_column}` by "
                   f"{_GRAN.get(gran, gran)}; training window {window}): {trend}.", "",
                   _tr(["period", "n", "accuracy [95% CI]", "macro-F1 [95% CI]"]), "|---|---|---|---|"]
-        for p in m.get("periods") or []:
-            a, f = p.get("accuracy"), p.get("f1_macro")
-            label = p["period"] + (" (training window)" if p.get("in_window") else "") + (
-                " ⚠ few rows" if p.get("few_rows") else "")
-            lines.append(_tr([label, str(p.get("n", 0)),
-                              "not scored" if a is None else _ci(a["value"], a["ci_low"], a["ci_high"]),
-                              "—" if f is None else _ci(f["value"], f["ci_low"], f["ci_high"])]))
+        for p in periods.periods:
+            a, f = p.accuracy, p.f1_macro
+            label = p.period + (" (training window)" if p.in_window else "") + (" ⚠ few rows" if p.few_rows else "")
+            lines.append(_tr([label, str(p.n), "not scored" if a is None else _ci(a.value, a.ci_low, a.ci_high),
+                              "—" if f is None else _ci(f.value, f.ci_low, f.ci_high)]))
         lines.append("")
     if not lines:
         return ""
@@ -208,71 +231,81 @@ _VARIANTS_HOW = (
 )
 
 
-def _variants(results: dict, rows: list[dict], me: str) -> str:
+def _variants(card: _Card) -> str:
+    from hf_cost.report.comparison import building_steps
+
     head = ["candidate", "origin", "built from", "how (step: key settings)", "parameters", "size on disk",
             "interleaved speed-up vs reference [95% CI]", "build"]
     lines = [_tr(head), "|" + "---|" * len(head)]
-    model, ref = results.get("model") or {}, (results.get("comparison") or {}).get("reference")
-    for r in rows:
-        name, info = r["candidate"], (results.get("candidates") or {}).get(r["candidate"], {})
-        step = next((s for s in results.get("scenarios", [])
-                     if s.get("candidate") == name and s.get("kind") in BUILD_KINDS), None)
-        how = (f"the scenario's checkpoint {model.get('id') or model.get('path')}@{model.get('revision')}"
-               if r.get("origin") == "base" else _how(info.get("recipe") or {}, step))
-        sp = r.get("interleaved_speedup")
-        speed = "reference" if name == ref else "—" if not sp else (
-            f"{sp['ratio']:.2f}x" + ("" if sp.get("ci_low") is None else f" [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}]")
-            + f" ({sp.get('mode')}, {sp.get('rounds')} rounds)")
-        lines.append(_tr([_label(name, me, results), str(r.get("origin")), str(r.get("parent") or "—"), how,
-                          _num(r.get("parameters"), ".2f", 1e-6, "M"),
-                          _num(r.get("size_on_disk_bytes"), ".1f", 2**-20, " MiB"), speed, _build(step)]))
+    model, built_by = card.run.model, building_steps(card.run.scenarios)
+    for r in card.rows:
+        name, info = r.candidate, card.run.candidates.get(r.candidate)
+        step = next((s for s in card.run.scenarios if s.candidate == name and s.name == built_by.get(name)), None)
+        how = (f"the scenario's checkpoint {model.id or model.path}@{model.revision}"
+               if r.origin == "base" else _how(info.recipe if info is not None else {}, step))
+        sp = r.interleaved_speedup  # KindMetrics.speedup's figures
+        speed = "reference" if name == card.reference else "—" if not sp else (
+            f"{sp['ratio']:.2f}x" + ("" if sp["ci_low"] is None else f" [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}]")
+            + f" ({sp['mode']}, {sp['rounds']} rounds)")
+        lines.append(_tr([card.label(name), str(r.origin), str(r.parent or "—"), how,
+                          _num(r.parameters, ".2f", 1e-6, "M"), _num(r.size_on_disk_bytes, ".1f", 2**-20, " MiB"),
+                          speed, _build(step)]))
     return "\n".join(lines + ["", _VARIANTS_HOW])
 
 
-def _how(recipe: dict, step: dict | None) -> str:
-    kind = recipe.get("kind") or (step or {}).get("kind") or "?"
-    keys = _KEYS.get(kind) or sorted(k for k, v in recipe.items() if k not in ("name", "from", "kind")
-                                     and not isinstance(v, dict))
+def _how(recipe: dict[str, Any], step: Any) -> str:
+    """'KIND: key=value, ...': the settings the kind's metrics model names (`card_settings`), else
+    every scalar one; the settings the step resolved (`*_used`); what it trained on, and its target."""
+    from hf_cost.core.registry import metrics_model
+
+    kind = recipe.get("kind") or (step.kind if step is not None else None) or "?"
+    model = metrics_model(str(kind))
+    keys = (model.card_settings if model is not None else None) or sorted(
+        k for k, v in recipe.items() if k not in ("name", "from", "kind") and not isinstance(v, dict))
     parts = [f"{k}={_val(recipe[k])}" for k in keys if k in recipe]
-    parts += [f"{k}={_val(v)}" for k, v in sorted(((step or {}).get("settings") or {}).items()) if k.endswith("_used")]
+    settings = step.settings if step is not None else {}
+    parts += [f"{k}={_val(v)}" for k, v in sorted(settings.items()) if k.endswith("_used")]
     if isinstance(recipe.get("train"), dict):
         parts.append(f"trained on {_split(recipe['train'])}")
     if isinstance(recipe.get("target"), dict):
         parts.append(f"target {recipe['target'].get('metric')} ≥ {_val(recipe['target'].get('value'))}")
-    return f"{kind}: {', '.join(parts)}" if parts else kind
+    return f"{kind}: {', '.join(parts)}" if parts else str(kind)
 
 
-def _build(step: dict | None) -> str:
-    if step is None or step.get("status", "ok") != "ok":
-        return "—" if step is None else f"FAILED: {step.get('error')}"
-    m = step.get("metrics") or {}
-    if "runs" in m and m.get("time_to_target_s") is not None:
-        return (f"time to target {m['time_to_target_s']:.1f} s ({len(m['runs'])} run(s), "
-                f"{'converged' if m.get('converged') else 'not converged'})")
-    return "—" if m.get("build_time_s") is None else f"{m['build_time_s']:.1f} s"
+def _build(step: Any) -> str:
+    """What building the candidate took: time to target for a training step, else build time."""
+    if step is None:
+        return "—"
+    if not step.ok:
+        return f"FAILED: {step.error}"
+    outcome = step.metrics.training_outcome()
+    if outcome is not None and outcome.time_to_target_s is not None:
+        return (f"time to target {outcome.time_to_target_s:.1f} s ({outcome.runs} run(s), "
+                f"{'converged' if outcome.converged else 'not converged'})")
+    built = step.metrics.build_summary()
+    return "—" if built is None or built.time_s is None else f"{built.time_s:.1f} s"
 
 
-def _selection(results: dict) -> str:
-    sel = results.get("selection")
-    if not sel:
+def _selection(card: _Card) -> str:
+    sel = card.run.selection
+    if sel is None:
         return ""
-    lines = [f"Recommended: **{sel.get('recommended') or 'none'}**. {sel.get('reason') or ''}".rstrip(), ""]
-    for key, label in (("ties", "Tied with it"), ("frontier", "Pareto frontier"),
-                       ("feasible", "Meets every constraint")):
-        lines.append(f"- {label}: {', '.join(sel.get(key) or []) or 'none'}")
-    verdicts, names = sel.get("verdicts") or {}, list(results.get("candidates") or {})
-    if isinstance(verdicts, dict):
-        order = [n for n in names if n in verdicts] + sorted(n for n in verdicts if n not in names)
-        verdicts = [f"{n}: {verdicts[n]}" for n in order]
+    lines = [f"Recommended: **{sel.recommended or 'none'}**. {sel.reason}".rstrip(), ""]
+    for names, label in ((sel.ties, "Tied with it"), (sel.frontier, "Pareto frontier"),
+                         (sel.feasible, "Meets every constraint")):
+        lines.append(f"- {label}: {', '.join(names) or 'none'}")
+    candidates = list(card.run.candidates)
+    order = [n for n in candidates if n in sel.verdicts] + sorted(n for n in sel.verdicts if n not in candidates)
+    verdicts = [f"{n}: {sel.verdicts[n]}" for n in order]
     return "\n".join(lines + (["", "Verdicts:", ""] + [f"- {v}" for v in verdicts] if verdicts else []))
 
 
-def _reproduce(results: dict, scenario_file: Any, candidate: str | None, results_path: str, card_path: str) -> str:
-    env = results.get("environment") or {}
+def _reproduce(card: _Card, scenario_file: Any, candidate: str | None, results_path: str, card_path: str) -> str:
+    run = card.run
     pick = f" --candidate {_shell(candidate)}" if candidate else ""
-    return "\n".join([f"Made with hf_cost {results.get('hf_cost_version')} (commit "
-                      f"{env.get('git_commit') or 'n/a'}). To rerun the measurements and regenerate these sections:",
-                      "", "```bash", f"python -m hf_cost run {_shell(scenario_file)}",
+    return "\n".join([f"Made with hf_cost {run.hf_cost_version} (commit "
+                      f"{run.environment.git_commit or 'n/a'}). To rerun the measurements and regenerate these "
+                      "sections:", "", "```bash", f"python -m hf_cost run {_shell(scenario_file)}",
                       f"python -m hf_cost card {_shell(results_path)} --card {_shell(card_path)}{pick}", "```", "",
                       "Figures from other hardware will differ: compare its environment with the line under the "
                       "cost table."])
@@ -287,17 +320,15 @@ def _shell(value: Any) -> str:
     return shlex.quote(plain_text(value, 300).replace("`", "'"))
 
 
-def _dataset_block(results: dict, scenario: str) -> dict:
+def _dataset_block(run: RunResult, scenario: str) -> dict[str, Any]:
     """The `dataset` block of the step named `scenario`: the resolved suite's, else a result's settings."""
-    suite = (results.get("suite") or {}).get("scenarios", [])
-    blocks = [s.get("dataset") for s in suite if s.get("name") == scenario]
-    blocks += [(s.get("settings") or {}).get("dataset") for s in results.get("scenarios", [])
-               if s.get("name") == scenario]
+    suite = run.suite.get("scenarios") or []
+    blocks = [s.get("dataset") for s in suite if isinstance(s, dict) and s.get("name") == scenario]
+    blocks += [s.settings.get("dataset") for s in run.scenarios if s.name == scenario]
     return next((b for b in blocks if isinstance(b, dict)), {})
 
 
-
-def _split(ds: dict) -> str:
+def _split(ds: dict[str, Any]) -> str:
     """'period=2023-H1, holdout 20% (seed 0)' from a dataset block's split/where/select."""
     parts = [str(ds["split"])] if ds.get("id") and ds.get("split") else []
     parts += [f"{k}={_val(v)}" for k, v in sorted((ds.get("where") or {}).items())]
@@ -307,21 +338,6 @@ def _split(ds: dict) -> str:
     if ds.get("max_samples"):
         parts.append(f"max {ds['max_samples']} samples")
     return ", ".join(parts) or "all rows"
-
-
-def _hardware(results: dict) -> str:
-    env = results.get("environment") or {}
-    cpu, gpus = env.get("cpu") or {}, env.get("gpus") or []
-    gpu = ", ".join(f"{g.get('name')} ({g['memory_mib'] / 1024:.0f} GiB)" if g.get("memory_mib") else str(g.get("name"))
-                    for g in gpus) or "no GPU"
-    return (f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} logical / {cpu.get('physical_cores', '?')} "
-            f"physical cores, {cpu.get('torch_threads', '?')} torch threads), {gpu}")
-
-
-def _label(name: str, me: str, results: dict) -> str:
-    tags = [t for t, on in (("this model", name == me),
-                            ("reference", name == (results.get("comparison") or {}).get("reference"))) if on]
-    return f"**{name}** ({', '.join(tags)})" if tags else name
 
 
 def _tr(cells: list[str]) -> str:
@@ -336,11 +352,11 @@ def _num(value: Any, fmt: str, scale: float = 1.0, unit: str = "") -> str:
     return "—" if value is None else f"{value * scale:{fmt}}{unit}"
 
 
-def _fig(f: dict | None) -> str:
-    if not f:
+def _fig(f: Any) -> str:
+    """A cost figure (report/cost.Figure), or — without one."""
+    if f is None:
         return "—"
-    unit, v = f.get("unit"), float(f["value"])
-    return f"{v / 1e12:.4g} TFLOP" if unit == "FLOP" else f"{v:.4g} {unit}"
+    return f"{f.value / 1e12:.4g} TFLOP" if f.unit == "FLOP" else f"{f.value:.4g} {f.unit}"
 
 
 def _val(v: Any) -> str:

@@ -26,7 +26,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
 
 def _format_one(err: dict[str, Any], errors: list[dict[str, Any]], root: type[BaseModel]) -> tuple[str, int]:
     """The line for ``err`` and how many other errors it also accounts for (0 or 1)."""
-    loc = _key_path(err["loc"])
+    loc = _key_path(err["loc"], root)
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"{loc}: {_unknown_key(str(err['loc'][-1]), err['loc'][:-1], root)}", 0
@@ -176,15 +176,13 @@ def _tags(model: type[BaseModel]) -> list[str]:
     return [a for a in get_args(field.annotation) if isinstance(a, str)] if field is not None else []
 
 
-def _key_path(loc: tuple[Any, ...]) -> str:
+def _key_path(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     """('scenarios', 0, 'single_stream', 'min_duration_s') -> 'scenarios[0].min_duration_s'.
 
     Discriminated unions insert the tag into the location; it is dropped because the
     user never wrote it as a key.
     """
-    from hf_cost.config.schema import Suite  # local: avoid a cycle at import
-
-    tags = {t for m in _all_models(Suite) for t in _tags(m)}
+    tags = {t for m in _all_models(root) for t in _tags(m)}
     out = ""
     previous: Any = None
     for part in loc:

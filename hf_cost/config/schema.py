@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from hf_cost.config.base import BuildingStep, DatasetSpec, MeasuredStep, Strict
 from hf_cost.config.building import (
@@ -23,15 +23,15 @@ from hf_cost.config.building import (
     QualityTarget,
     QuantoStep,
     TrainingStep,
-)
+)  # re-exported: the scenario file's models, in one place for users of the package
 from hf_cost.config.cost import Budget, CardBlock, EnergySettings, Pricing, Workload
 from hf_cost.config.drift import DriftScenario
 from hf_cost.config.errors import format_validation_error
 from hf_cost.config.fields import BatchSize, Float, NonNegInt, PosFloat, PosInt, SafeName, Seed
 from hf_cost.config.loader import load_yaml
-from hf_cost.select.run_selection import SelectBlock
+from hf_cost.config.selection import SelectBlock
+from hf_cost.core.names import BASE
 from hf_cost.errors import ConfigError
-from hf_cost.models.candidate import BASE
 
 # LoadGen's TestSettings defaults; a scenario may ask for less and is then marked "reduced".
 LOADGEN_MIN_DURATION_S = 10.0
@@ -187,15 +187,6 @@ class CompareScenario(MeasuredStep):
         return self
 
 
-# Measuring steps first, then building steps (config/building.py); `kind` picks one, once.
-Scenario = Annotated[
-    Union[
-        SingleStreamScenario, OfflineScenario, AccuracyScenario, CompareScenario, DriftScenario,
-        FineTuneScenario, DistillStep, OnnxStep, OnnxInt8Step, QuantoStep, PruneStep,
-    ],
-    Field(discriminator="kind"),
-]
-
 __all__ = [
     "AccuracyScenario", "BuildingStep", "CompareScenario", "DatasetInputs", "DriftScenario", "DatasetSpec", "DistillStep", "FineTuneScenario",
     "Hardware", "MeasuredStep", "ModelSpec", "OfflineScenario", "OnnxInt8Step", "OnnxStep", "PruneStep",
@@ -222,7 +213,9 @@ class Suite(Strict):
     model: ModelSpec
     inputs: Inputs = Field(default_factory=SyntheticInputs)
     hardware: Hardware = Field(default_factory=Hardware)
-    scenarios: list[Scenario] = Field(min_length=1)
+    scenarios: list[Any] = Field(
+        min_length=1, description="The steps in order; `kind` picks each one's model from the step registry."
+    )
     reference: SafeName | None = Field(
         None, description="The candidate the comparison table is relative to; default: the first one."
     )
@@ -279,13 +272,32 @@ class Suite(Strict):
 def load_suite(path: str | Path) -> Suite:
     """Load and validate a scenario file. Errors name the file and the key path."""
     data = load_yaml(path)
+    model = suite_model()
     try:
-        suite = Suite.model_validate(data)
+        suite = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, Suite), where=str(path)) from None
+        raise ConfigError(format_validation_error(exc, model), where=str(path)) from None
     if suite.name is None:
         suite.name = _name_from_file(Path(path))
     return suite
+
+
+_SUITE_MODELS: dict[int, type[Suite]] = {}
+
+
+def suite_model() -> type[Suite]:
+    """`Suite` with `scenarios` narrowed to the registered kinds' config models (core/registry.py):
+    `kind` picks one, once. Rebuilt when the registry changes (a test registering a toy kind)."""
+    from hf_cost.core.registry import config_models, version
+
+    v = version()
+    if v not in _SUITE_MODELS:
+        step = Annotated[Union[config_models()], Field(discriminator="kind")]  # type: ignore[valid-type]
+        _SUITE_MODELS[v] = create_model(
+            "Suite", __base__=Suite, __module__=__name__,
+            scenarios=(list[step], Field(min_length=1, description=Suite.model_fields["scenarios"].description)),
+        )
+    return _SUITE_MODELS[v]
 
 
 def _name_from_file(path: Path) -> str:

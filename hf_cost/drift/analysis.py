@@ -57,7 +57,11 @@ class InputDrift:
     def period(self, texts: list[str], labels: np.ndarray, preds: np.ndarray,
                id_preds: np.ndarray | None, num_labels: int) -> dict[str, Any]:
         from hf_cost.drift.input_shift import (
-            distribution_shift, domain_classifier_auc, length_shift, unseen_rate, word_tokens,
+            distribution_shift,
+            domain_classifier_auc,
+            length_shift,
+            unseen_rate,
+            word_tokens,
         )
 
         sc, seed = self.sc, self.sc.dataset.seed

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from hf_cost.config.base import DatasetSpec
+from hf_cost.config.lineage import Lineage, TrainedOn
 from hf_cost.data.labelled import LabelledSet, labelled_from_dataset
 from hf_cost.data.selection import narrow_rows
 from hf_cost.data.sources import load_split, require_columns
-from hf_cost.drift.lineage import TrainedOn, describe, training_sets
+from hf_cost.drift.lineage import describe
 from hf_cost.drift.periods import PeriodColumn, bin_periods, check_named_periods
 from hf_cost.errors import DataError
-
 
 _ROW = "__hf_cost_data_row__"
 
@@ -77,7 +77,7 @@ def training_window(sc: Any, suite: Any, candidate: str, rows: PeriodRows, where
                     label_names: Sequence[str] | None) -> Window:
     """The candidate's training window: ``training_window`` when the scenario gives it, else
     the periods of the train rows of the training steps in its lineage."""
-    sets = training_sets(suite, candidate)
+    sets = Lineage(suite).training_sets(candidate)
     if sc.training_window is not None:
         check_named_periods(sc.training_window, rows.column, "training_window", where)
     elif not sets:

@@ -27,10 +27,6 @@ import numpy as np
 
 # Elements of a (resamples x rows) index array drawn at once; bounds memory at ~8 MB.
 _CHUNK_ELEMENTS = 1 << 20
-_UNIT_WORDS = {"month": "month", "quarter": "quarter", "half": "half-year", "year": "year",
-               "label": "period"}
-
-
 def decay_statistics(
     scores: Sequence[Sequence[float]],
     periods: Sequence[str],
@@ -105,22 +101,6 @@ def decay_statistics(
     return report
 
 
-def describe_slope(slope: dict[str, Any], granularity: str, metric: str = "accuracy") -> str:
-    """One line such as 'loses 2.1 points per half-year (95 % CI 1.4–2.8)'.
-
-    Points are x100 of a 0-1 metric. A falling trend is written as a positive loss, its interval
-    negated and swapped; an interval containing 0 adds '; no clear trend (CI includes 0)'.
-    """
-    unit = _UNIT_WORDS.get(granularity, "period")
-    level = f"{100 * float(slope.get('ci_level', 0.95)):g} %"
-    value, low, high = (100 * float(slope[k]) for k in ("value", "ci_low", "ci_high"))
-    verb = "gains"
-    if value < 0:
-        verb, value, low, high = "loses", -value, -high, -low
-    text = f"{verb} {value:.1f} points per {unit} ({level} CI {low:.1f}–{high:.1f})"
-    if float(slope["ci_low"]) <= 0.0 <= float(slope["ci_high"]):
-        text += "; no clear trend (CI includes 0)"
-    return text
 
 
 def _validate(

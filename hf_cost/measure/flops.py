@@ -235,7 +235,7 @@ def torch_flops_info(
     num_labels: int | None,
 ) -> Any:
     """FLOPs of one sample, measured (FlopCounterMode) and, for encoders, analytic, side by side."""
-    from hf_cost.report.schema import FlopsInfo
+    from hf_cost.core.results import FlopsInfo
 
     measured = count_forward_flops(module, sample)
     seq = int(next(iter(sample.values())).shape[-1])

@@ -6,6 +6,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hf_cost.core.format import percentile_key
+
 # The percentiles LoadGen reports for single-stream.
 PERCENTILES = (0.50, 0.90, 0.95, 0.97, 0.99, 0.999)
 
@@ -17,11 +19,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"percentile must be in [0, 1), got {p}")
     return sorted_values[int(len(sorted_values) * p)]
-
-
-def percentile_key(p: float) -> str:
-    """0.5 -> 'p50', 0.999 -> 'p99.9'."""
-    return "p" + f"{p * 100:.6g}"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hf_cost.models.candidate import Candidate
+from hf_cost.config.lineage import label_names
+from hf_cost.core.candidate import Candidate
 
 PROVIDER = "CPUExecutionProvider"
 INT8_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear")
@@ -130,7 +131,7 @@ class OnnxCandidate(Candidate):
         self.device = torch.device("cpu")
         config = ort_model.config
         has_head = type(ort_model).__name__ == "ORTModelForSequenceClassification"
-        self.label_names = [str(config.id2label[i]) for i in range(config.num_labels)] if has_head else None
+        self.label_names = label_names(config) if has_head else None
         self.info = info
         self.source = source  # ResolvedCheckpoint of the torch checkpoint it was exported from
         self.int8 = int8
@@ -175,7 +176,7 @@ def candidate_info(
     name: str, facts: GraphFacts, file_name: str, *, dtype: str, parameters: int, details: dict[str, Any]
 ) -> Any:
     """A CandidateInfo for an ONNX candidate (the store fills name, origin, path, FLOPs later)."""
-    from hf_cost.report.schema import CandidateInfo
+    from hf_cost.core.results import CandidateInfo
 
     model = {
         "file_name": file_name, "provider": PROVIDER, "opset": facts.opset,

@@ -2,7 +2,8 @@
 
 A candidate is loaded when a scenario first measures it, and with it what its runners need:
 the performance sample set (tokenised by its own tokenizer), its FLOPs and the peak for MFU.
-Builders ask the store for the checkpoint a step starts from (`checkpoint_of`).
+Builders ask the store for the checkpoint a step starts from (`checkpoint_of`). Under
+`accelerate launch`, the other processes record what the main process built (`shared`, `adopt`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hf_cost.core.names import BASE
 from hf_cost.errors import UserError
-from hf_cost.models.candidate import BASE
 
 
 @dataclass
@@ -69,17 +70,48 @@ class CandidateStore:
 
     def add(self, built: Any, output: Any) -> None:
         """Record a candidate a builder made (loaded later, when first measured)."""
-        from hf_cost.models.resolve import resolve_checkpoint
-
         entry = _Entry(origin=built.origin, parent=built.parent, recipe=built.recipe, candidate=built.candidate)
         if built.checkpoint_dir is not None:
-            spec = self.spec.model_copy(update={"id": None, "path": str(built.checkpoint_dir)})
-            entry.checkpoint = resolve_checkpoint(spec)
+            entry.checkpoint = self._resolve(built.checkpoint_dir)
             final = output.final_path(built.checkpoint_dir) if output is not None else built.checkpoint_dir
             entry.final_path = str(final)
         elif built.files_dir is not None:
             entry.final_path = str(output.final_path(built.files_dir) if output is not None else built.files_dir)
         self.entries[built.name] = entry
+
+    def shared(self, name: str) -> dict[str, Any] | None:
+        """What the other processes of a distributed launch need to know of candidate ``name``
+        (on the main process, after its step): why it was not built, or its entry with the staged
+        checkpoint directory, which is on the same machine. None: the step recorded nothing."""
+        if name in self.failures:
+            return {"name": name, "failed": self.failures[name]}
+        entry = self.entries.get(name)
+        if entry is None:
+            return None
+        checkpoint = str(entry.checkpoint.local_dir) if entry.checkpoint is not None else None
+        return {"name": name, "origin": entry.origin, "parent": entry.parent, "recipe": entry.recipe,
+                "checkpoint_dir": checkpoint, "final_path": entry.final_path}
+
+    def adopt(self, shared: dict[str, Any] | None) -> None:
+        """Record the main process's outcome of a step (`shared`) in place of this process's own."""
+        if shared is None:
+            return
+        name = shared["name"]
+        self.entries.pop(name, None)
+        self.failures.pop(name, None)
+        if "failed" in shared:
+            self.fail(name, shared["failed"])
+            return
+        entry = _Entry(origin=shared["origin"], parent=shared["parent"], recipe=shared["recipe"],
+                       final_path=shared["final_path"])
+        if shared["checkpoint_dir"] is not None:
+            entry.checkpoint = self._resolve(shared["checkpoint_dir"])
+        self.entries[name] = entry
+
+    def _resolve(self, checkpoint_dir: Any) -> Any:
+        from hf_cost.models.resolve import resolve_checkpoint
+
+        return resolve_checkpoint(self.spec.model_copy(update={"id": None, "path": str(checkpoint_dir)}))
 
     def infos(self) -> dict[str, Any]:
         """CandidateInfo of every candidate that was loaded, by name."""
@@ -99,7 +131,7 @@ class CandidateStore:
         from hf_cost.data.performance_set import build_performance_set
         from hf_cost.measure.flops import peak_for
         from hf_cost.measure.memory import current_rss_bytes
-        from hf_cost.runners import RunContext
+        from hf_cost.models.context import RunContext
 
         suite = self.suite
         t0 = time.perf_counter()
@@ -126,9 +158,9 @@ class CandidateStore:
         )
 
     def _load_torch(self, name: str, entry: _Entry) -> Any:
+        from hf_cost.core.results import CandidateInfo
         from hf_cost.models.load import load_model
         from hf_cost.models.torch_candidate import TorchCandidate
-        from hf_cost.report.schema import CandidateInfo
 
         spec = self.spec
         if entry.origin != "base":  # a checkpoint a builder saved: a classifier

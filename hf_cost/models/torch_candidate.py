@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hf_cost.models.candidate import Candidate
+from hf_cost.config.lineage import label_names
+from hf_cost.core.candidate import Candidate
 
 
 def head_labels(module: Any) -> list[str] | None:
@@ -12,7 +13,7 @@ def head_labels(module: Any) -> list[str] | None:
     if getattr(module, "base_model", module) is module:
         return None
     config = module.config
-    return [str(config.id2label[i]) for i in range(config.num_labels)]
+    return label_names(config)
 
 
 class TorchCandidate(Candidate):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hf_cost.report.metrics import Count, NonNegative, Parameters, Share
+from hf_cost.core.bounds import Count, NonNegative, Parameters, Share
 
 
 class _Out(BaseModel):
@@ -69,26 +69,47 @@ class Comparison(_Out):
 def build_comparison(results: list[Any], candidates: dict[str, Any], reference: str | None,
                      built_by: dict[str, str]) -> Comparison | None:
     """Rows for every candidate measured or built; None when fewer than two."""
+    names = list(candidates) + [n for n in built_by if n not in candidates]
+    return compare_candidates(results, candidates, reference, built_by) if len(names) >= 2 else None
+
+
+def run_comparison(run: Any) -> Comparison | None:
+    """A RunResult's candidates side by side: its own comparison, or (a run of one candidate, which
+    has none) the same rows built from its results; None when it has no candidate at all."""
+    if run.comparison is not None:
+        return run.comparison
+    return compare_candidates(run.scenarios, run.candidates, None, building_steps(run.scenarios))
+
+
+def building_steps(results: list[Any]) -> dict[str, str]:
+    """Candidate -> the step that built it, from the results alone: a building step's result names
+    itself as its candidate, built (`builds`) or failed."""
+    return {r.candidate: r.name for r in results if r.candidate == r.name and (r.builds or not r.ok)}
+
+
+def compare_candidates(results: list[Any], candidates: dict[str, Any], reference: str | None,
+                       built_by: dict[str, str]) -> Comparison | None:
+    """Rows for every candidate measured or built, however many (None when there is none)."""
     from hf_cost.quality.paired import agreement, paired_accuracy_difference
 
     names = list(candidates) + [n for n in built_by if n not in candidates]
-    if len(names) < 2:
+    if not names:
         return None
     reference = reference if reference in names else names[0]
     rows = {n: _row(n, candidates.get(n), results, built_by.get(n)) for n in names}
     ref_row = rows[reference]
-    scored = _scored_samples(results)
+    scored = {(q.cell, r.candidate): q for r in results if r.ok for q in r.metrics.quality(r)}
     for name, row in rows.items():
         if row.p50_ms and ref_row.p50_ms and name != reference:
             row.p50_ratio_vs_reference = ref_row.p50_ms / row.p50_ms
         for cell in row.quality:
             ref = scored.get((cell.scenario, reference))
             mine = scored[(cell.scenario, name)]
-            if name == reference or ref is None or ref["rows"] != mine["rows"]:
+            if name == reference or ref is None or ref.rows != mine.rows:
                 continue  # paired deltas only on the very same samples
-            p_ref, p_mine, refs = ref["predictions"], mine["predictions"], mine["references"]
-            cell.delta_vs_reference = paired_accuracy_difference(p_ref, p_mine, refs, seed=mine["seed"])
-            cell.agreement_with_reference = agreement(p_ref, p_mine)
+            cell.delta_vs_reference = paired_accuracy_difference(ref.predictions, mine.predictions, mine.references,
+                                                                 seed=mine.seed)
+            cell.agreement_with_reference = agreement(ref.predictions, mine.predictions)
     return Comparison(
         reference=reference,
         rows=list(rows.values()),
@@ -100,35 +121,6 @@ def build_comparison(results: list[Any], candidates: dict[str, Any], reference: 
     )
 
 
-def _shown_periods(m: Any) -> list[Any]:
-    """A drift result's periods in the table: those of the training window, and the latest."""
-    scored = [p for p in m.periods if p.accuracy is not None]
-    shown = [p for p in scored if p.in_window]
-    return shown + ([scored[-1]] if scored and scored[-1] not in shown else [])
-
-
-def _scored_samples(results: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(quality cell name, candidate) -> the predictions it is scored from, for paired deltas."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in results:
-        if r.status != "ok" or r.kind not in ("accuracy", "drift"):
-            continue
-        seed = int(r.settings.get("dataset", {}).get("seed", 0))
-        if r.kind == "accuracy":
-            refs = r.raw["references"]
-            out[(r.name, r.candidate)] = {"predictions": r.raw["predictions"], "references": refs,
-                                          "rows": None, "seed": seed}
-            continue
-        for p in _shown_periods(r.metrics):
-            idx = [i for i, q in enumerate(r.raw["periods"]) if q == p.period]
-            out[(f"{r.name}:{p.period}", r.candidate)] = {
-                "predictions": [r.raw["predictions"][i] for i in idx],
-                "references": [r.raw["references"][i] for i in idx],
-                "rows": [r.raw["rows"][i] for i in idx], "seed": seed,
-            }
-    return out
-
-
 def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> CandidateRow:
     mine = [r for r in results if r.candidate == name]
     failed = next((r for r in results if r.status == "failed" and r.name == built_by), None)
@@ -138,42 +130,24 @@ def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> Cand
         row.parameters, row.size_on_disk_bytes = info.parameters, info.size_on_disk_bytes
         if info.flops is not None:
             row.flops_per_sample, row.flops_source = info.flops.measured_per_sample, info.flops.source
-    measured = [r for r in mine if r.status == "ok" and r.name != built_by]
-    peaks = [r.memory.get("peak_rss_delta_mib") for r in measured if r.memory.get("peak_rss_delta_mib") is not None]
+    measured = [r for r in mine if r.ok and r.name != built_by]
+    peaks = [r.memory.peak_rss_delta_mib for r in measured if r.memory is not None]
     row.peak_rss_delta_mib = max(peaks) if peaks else None
     for r in measured:
         m = r.metrics
-        if r.kind == "single_stream" and row.p50_ms is None:
-            row.p50_ms, row.p90_ms = m.latency_ms.percentiles_ms["p50"], m.latency_ms.percentiles_ms["p90"]
-            row.latency_queries = m.queries
-        elif r.kind == "offline":
-            row.throughput_samples_per_s[str(r.settings["batch_size"])] = m.throughput_samples_per_s
-        elif r.kind == "compare" and m.speedup_vs_reference is not None:
-            s = m.speedup_vs_reference
-            row.interleaved_speedup = {
-                "scenario": r.name, "mode": m.mode, "reference": m.reference, "ratio": s.ratio_geomean,
-                "ci_low": s.ci_low, "ci_high": s.ci_high, "rounds": s.rounds,
-            }
-        elif r.kind == "accuracy":
-            a = m.accuracy
-            row.quality.append(QualityCell(scenario=r.name, accuracy=a.value, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
-        elif r.kind == "drift":
-            for p in _shown_periods(m):
-                a = p.accuracy
-                row.quality.append(QualityCell(scenario=f"{r.name}:{p.period}", accuracy=a.value,
-                                               ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
-            d = m.decay
-            row.decay = row.decay or {
-                "scenario": r.name, "granularity": m.granularity,
-                "slope": None if d.slope is None else d.slope.model_dump(),
-                "drop": None if d.drop is None else d.drop.model_dump(),
-            }
-    build = next((r for r in mine if r.name == built_by and r.status == "ok"), None)
-    if build is not None and isinstance(build.metrics, dict):
-        m = build.metrics
-        row.build = {
-            "step": build.name, "kind": build.kind,
-            "time_s": m.get("build_time_s", m.get("time_to_target_s")),
-            "train_flops_total": m.get("train_flops_total"),
-        }
+        latency, rate, speedup, decay = m.latency(), m.serving_rate(r), m.speedup(r), m.decay_summary(r)
+        if latency is not None and row.p50_ms is None:
+            row.p50_ms, row.p90_ms, row.latency_queries = latency.p50_ms, latency.p90_ms, latency.queries
+        if rate is not None:
+            row.throughput_samples_per_s[str(rate.batch_size)] = rate.samples_per_s
+        if speedup is not None:
+            row.interleaved_speedup = speedup
+        for q in m.quality(r):
+            a = q.accuracy
+            row.quality.append(QualityCell(scenario=q.cell, accuracy=a.value, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
+        row.decay = row.decay or decay
+    build = next((r for r in mine if r.name == built_by and r.builds), None)
+    if build is not None:
+        b = build.metrics.build_summary()
+        row.build = {"step": build.name, "kind": build.kind, "time_s": b.time_s, "train_flops_total": b.train_flops_total}
     return row

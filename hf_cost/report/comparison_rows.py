@@ -55,7 +55,7 @@ def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
 def _decay(d: dict | None) -> str:
     if d is None or d.get("slope") is None:
         return "—"
-    from hf_cost.drift.decay import describe_slope
+    from hf_cost.core.format import describe_slope
 
     text = describe_slope(d["slope"], d["granularity"])
     drop = d.get("drop")

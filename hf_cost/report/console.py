@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from hf_cost.core.format import gflop
 from hf_cost.report.schema import RunResult
-from hf_cost.report.summary import COLUMNS, gflop, summary_row
+from hf_cost.report.summary import COLUMNS, summary_row
 
 
 def print_summary(result: RunResult) -> None:
@@ -11,7 +12,7 @@ def print_summary(result: RunResult) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(f"hf_cost: {result.suite.get('name')} — {result.model.get('id') or result.model.get('path')}"))
+    table = Table(title=escape(f"hf_cost: {result.suite.get('name')} — {result.model.id or result.model.path}"))
     for col in COLUMNS:
         table.add_column(col, overflow="fold")
     for r in result.scenarios:
@@ -40,6 +41,6 @@ def print_summary(result: RunResult) -> None:
         console.print(cmp_table)
         console.print(f"the other {len(COMPARISON_COLUMNS) - len(keep)} columns are in report.md")
     if result.selection is not None:
-        from hf_cost.select.run_selection import selection_lines
+        from hf_cost.report.selection_markdown import selection_lines
 
         console.print(escape("selection:\n  " + "\n  ".join(selection_lines(result.selection))))

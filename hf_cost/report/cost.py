@@ -67,11 +67,11 @@ class CostReport(_Out):
 def build_costs(suite: Any, results: list[Any], candidates: dict[str, Any]) -> CostReport | None:
     """Cost rows for every candidate measured or built; None when nothing has a price or a workload."""
     hw, wl, budget = suite.hardware, suite.workload, suite.budget
-    energy = any(r.energy for r in results if r.status == "ok")
+    energy = any(r.energy for r in results if r.ok)
     if hw.price_per_hour is None and wl.inferences_per_day is None and not energy:
         return None
     names = list(dict.fromkeys([*candidates, *(r.candidate for r in results if r.status == "ok")]))
-    rows = [_row(n, candidates.get(n), [r for r in results if r.candidate == n and r.status == "ok"], suite)
+    rows = [_row(n, candidates.get(n), [r for r in results if r.candidate == n and r.ok], suite)
             for n in names]
     return CostReport(currency=hw.currency, price_per_hour=hw.price_per_hour,
                       workload=wl.model_dump(), budget=budget.model_dump(), rows=rows)
@@ -81,30 +81,30 @@ def _row(name: str, info: Any, mine: list[Any], suite: Any) -> CandidateCost:
     hw, wl, budget = suite.hardware, suite.workload, suite.budget
     price, cur = hw.price_per_hour, hw.currency
     row = CandidateCost(candidate=name)
-    offline = [r for r in mine if r.kind == "offline"]
-    if offline:
-        best = max(offline, key=lambda r: r.metrics.throughput_samples_per_s)
-        rate, bs = best.metrics.throughput_samples_per_s, best.settings.get("batch_size")
-        basis = f"{rate:.1f} samples/s ({best.name}, batch {bs}, {best.metrics.samples} samples)"
+    rates = [(r, r.metrics.serving_rate(r)) for r in mine]
+    rates = [(r, rate) for r, rate in rates if rate is not None]
+    if rates:
+        best, rate = max(rates, key=lambda x: x[1].samples_per_s)
+        basis = f"{rate.samples_per_s:.1f} samples/s ({best.name}, batch {rate.batch_size}, {rate.samples} samples)"
         if price is not None:
-            row.per_million_at_throughput = Figure(value=1e6 / rate / 3600 * price, unit=cur,
+            row.per_million_at_throughput = Figure(value=1e6 / rate.samples_per_s / 3600 * price, unit=cur,
                                                    derived_from=f"1e6 / {basis} / 3600 × {price:g} {cur}/h")
             if wl.inferences_per_day is not None:
                 month = row.per_million_at_throughput.value * wl.inferences_per_day / 1e6 * DAYS_PER_MONTH
                 row.serving_per_month = Figure(value=month, unit=cur, derived_from=(
                     f"{wl.inferences_per_day:g}/day × {DAYS_PER_MONTH} days at the throughput cost per 1M"))
-    stream = next((r for r in mine if r.kind == "single_stream"), None)
+    stream = next(((r, r.metrics.latency()) for r in mine if r.metrics.latency() is not None), None)
     if stream is not None and price is not None:
-        p90 = stream.metrics.latency_ms.percentiles_ms["p90"]
+        r, latency = stream
+        p90 = latency.p90_ms
         row.per_million_p90_single_stream = Figure(value=1e6 * p90 / 1000 / 3600 * price, unit=cur, derived_from=(
-            f"1e6 × p90 {p90:.2f} ms ({stream.metrics.queries} queries, {stream.name}) / 3600 × {price:g} {cur}/h"))
+            f"1e6 × p90 {p90:.2f} ms ({latency.queries} queries, {r.name}) / 3600 × {price:g} {cur}/h"))
     flops = info.flops.measured_per_sample if info is not None and info.flops is not None else None
     if flops is not None and wl.inferences_per_day is not None:
         row.inference_flops_per_day = Figure(value=wl.inferences_per_day * flops, unit="FLOP", derived_from=(
             f"M = {wl.inferences_per_day:g} × C_fwd {flops / 1e9:.4g} GFLOP ({info.flops.source}, "
             f"sequence length {info.flops.sequence_length})"))
-    build = next((r for r in mine if isinstance(r.metrics, dict) and "runs" in r.metrics
-                  and "train_samples_per_s" in r.metrics), None)
+    build = next((r for r in mine if r.metrics.training() is not None), None)
     if build is not None:
         _training(row, build, wl, price, cur)
     _energy(row, mine)
@@ -113,56 +113,54 @@ def _row(name: str, info: Any, mine: list[Any], suite: Any) -> CandidateCost:
 
 
 def _energy(row: CandidateCost, mine: list[Any]) -> None:
-    """kWh and g CO2-eq per 1k inferences from the offline step (all its batch sizes) or else the
-    single-stream step; per training step from its building step. The label says how measured."""
-    for kind, count in (("offline", lambda r: r.metrics.samples), ("single_stream", lambda r: r.metrics.queries)):
-        step = [r for r in mine if r.kind == kind and r.energy]
-        if not step:
-            continue
+    """kWh and g CO2-eq per 1k inferences from the step of the lowest `energy_rank` with a reading
+    (offline, all its batch sizes, before single-stream); per training step from its building
+    step. The label says how it was measured."""
+    ranked = sorted({r.metrics.energy_rank for r in mine if r.energy and r.metrics.energy_rank is not None})
+    if ranked:
+        step = [r for r in mine if r.energy and r.metrics.energy_rank == ranked[0]]
         e = step[0].energy
-        covered = [r for r in step if r.name in e["covers"]]
-        n = sum(count(r) for r in covered)
-        if e.get("energy_kwh") is None or n == 0:
-            break
-        basis = (f"{e['energy_kwh']:.3g} kWh over {', '.join(r.name for r in covered)} ({n} inferences, "
-                 f"{e['duration_s']:.1f} s, warm-up included), {e['method']}")
-        row.energy_per_1k_inferences = Figure(value=e["energy_kwh"] / n * 1000, unit="kWh", derived_from=basis)
-        if e.get("emissions_kg_co2eq") is not None:
-            row.co2_per_1k_inferences = Figure(value=e["emissions_kg_co2eq"] * 1000 / n * 1000, unit="g CO2-eq",
-                                               derived_from=f"{basis}; {e['region']}")
-        break
-    build = next((r for r in mine if r.energy and isinstance(r.metrics, dict) and "runs" in r.metrics), None)
-    if build is not None and build.energy.get("energy_kwh") is not None:
+        covered = [r for r in step if r.name in e.covers]
+        n = sum(r.metrics.inferences() or 0 for r in covered)
+        if e.energy_kwh is not None and n > 0:
+            basis = (f"{e.energy_kwh:.3g} kWh over {', '.join(r.name for r in covered)} ({n} inferences, "
+                     f"{e.duration_s:.1f} s, warm-up included), {e.method}")
+            row.energy_per_1k_inferences = Figure(value=e.energy_kwh / n * 1000, unit="kWh", derived_from=basis)
+            if e.emissions_kg_co2eq is not None:
+                row.co2_per_1k_inferences = Figure(value=e.emissions_kg_co2eq * 1000 / n * 1000, unit="g CO2-eq",
+                                                   derived_from=f"{basis}; {e.region}")
+    build = next((r for r in mine if r.energy and r.metrics.training() is not None), None)
+    if build is not None and build.energy.energy_kwh is not None:
         e = build.energy
-        basis = f"codecarbon over step {build.name} ({e['duration_s']:.1f} s), {e['method']}"
-        row.training_energy = Figure(value=e["energy_kwh"], unit="kWh", derived_from=basis)
-        if e.get("emissions_kg_co2eq") is not None:
-            row.training_co2 = Figure(value=e["emissions_kg_co2eq"] * 1000, unit="g CO2-eq",
-                                      derived_from=f"{basis}; {e['region']}")
+        basis = f"codecarbon over step {build.name} ({e.duration_s:.1f} s), {e.method}"
+        row.training_energy = Figure(value=e.energy_kwh, unit="kWh", derived_from=basis)
+        if e.emissions_kg_co2eq is not None:
+            row.training_co2 = Figure(value=e.emissions_kg_co2eq * 1000, unit="g CO2-eq",
+                                      derived_from=f"{basis}; {e.region}")
 
 
 def _training(row: CandidateCost, build: Any, wl: Any, price: float | None, cur: str) -> None:
-    m = build.metrics
+    t = build.metrics.training()
     procs = int(build.settings.get("num_processes") or 1)
-    wall = sum(x["wall_s"] for x in m["runs"])
+    wall = sum(t.wall_s_per_run)
     row.training_machine_hours = Figure(value=wall * procs / 3600, unit="h", derived_from=(
-        f"{len(m['runs'])} run(s) of {build.name}, {wall:.1f} s wall in all × {procs} process(es)"))
+        f"{len(t.wall_s_per_run)} run(s) of {build.name}, {wall:.1f} s wall in all × {procs} process(es)"))
     if price is not None:
         row.training_cost = Figure(value=row.training_machine_hours.value * price, unit=cur,
                                    derived_from=f"machine-hours × {price:g} {cur}/h")
-    samples = wl.training_samples or sum(x["samples"] for x in m["runs"])
+    samples = wl.training_samples or sum(t.samples_per_run)
     n = samples * wl.epochs
     source = "workload.training_samples" if wl.training_samples else f"samples {build.name} processed"
-    hours = n / m["train_samples_per_s"] / 3600
+    hours = n / t.train_samples_per_s / 3600
     row.workload_training_hours = Figure(value=hours, unit="h", derived_from=(
-        f"N = {samples} ({source}) × {wl.epochs:g} epoch(s) / {m['train_samples_per_s']:.1f} training samples/s"))
+        f"N = {samples} ({source}) × {wl.epochs:g} epoch(s) / {t.train_samples_per_s:.1f} training samples/s"))
     if price is not None:
         row.workload_training_cost = Figure(value=hours * price, unit=cur, derived_from=f"hours × {price:g} {cur}/h")
-    if m.get("train_flops_per_sample"):
-        row.train_flops_measured = Figure(value=n * m["train_flops_per_sample"], unit="FLOP", derived_from=(
-            f"N × epochs × (C_fwd + C_bwd) = {n:g} × {m['train_flops_per_sample'] / 1e9:.4g} GFLOP (measured)"))
-    if m.get("train_flops_per_sample_3x_forward_estimate"):
-        est = m["train_flops_per_sample_3x_forward_estimate"]
+    if t.train_flops_per_sample:
+        row.train_flops_measured = Figure(value=n * t.train_flops_per_sample, unit="FLOP", derived_from=(
+            f"N × epochs × (C_fwd + C_bwd) = {n:g} × {t.train_flops_per_sample / 1e9:.4g} GFLOP (measured)"))
+    if t.train_flops_per_sample_3x_forward_estimate:
+        est = t.train_flops_per_sample_3x_forward_estimate
         row.train_flops_3x_forward = Figure(value=n * est, unit="FLOP",
                                             derived_from=f"N × epochs × 3 C_fwd = {n:g} × {est / 1e9:.4g} GFLOP")
 

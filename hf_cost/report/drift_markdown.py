@@ -34,7 +34,7 @@ def drift_sections(scenarios: list[Any]) -> list[str]:
 
 
 def _candidate(r: Any) -> list[str]:
-    from hf_cost.drift.decay import describe_slope
+    from hf_cost.core.format import describe_slope
 
     m, d = r.metrics, r.metrics.decay
     parts = [f"**{r.candidate}**: training window {', '.join(m.training_window)} ({m.training_window_source}); "

@@ -64,9 +64,11 @@ def plot_drift(results: list[Any], path: Path, title: str) -> Path:
 
 
 def drift_groups(scenarios: list[Any]) -> dict[str, list[Any]]:
-    """Drift results that succeeded, by scenario name, in run order."""
+    """Drift results (their figures are DriftMetrics) that succeeded, by scenario name, in run order."""
+    from hf_cost.core.drift_metrics import DriftMetrics
+
     groups: dict[str, list[Any]] = {}
     for r in scenarios:
-        if r.kind == "drift" and r.status == "ok":
+        if r.ok and isinstance(r.metrics, DriftMetrics):
             groups.setdefault(r.name, []).append(r)
     return groups

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hf_cost.core.format import gflop
 from hf_cost.report.schema import RunResult
-from hf_cost.report.summary import COLUMNS, gflop, summary_row
+from hf_cost.report.summary import COLUMNS, summary_row
 
 
 def cell(text: str) -> str:
@@ -22,7 +23,7 @@ def render_markdown(result: RunResult) -> str:
         f"# hf_cost report: {result.suite.get('name')}",
         "",
         f"Scenario file `{result.scenario_file}` · hf_cost {result.hf_cost_version} "
-        f"(commit {env.get('git_commit') or 'n/a'}) · {result.created_utc} · schema {result.schema_version}",
+        f"(commit {env.git_commit or 'n/a'}) · {result.created_utc} · schema {result.schema_version}",
         "",
         "## Models",
         "",
@@ -50,10 +51,10 @@ def render_markdown(result: RunResult) -> str:
         "",
         "## Environment",
         "",
-        f"- CPU: {env['cpu']['model']} ({env['cpu']['logical_cores']} logical cores, "
-        f"{env['cpu']['torch_threads']} torch threads); GPUs: "
-        + (", ".join(g["name"] for g in env["gpus"]) or "none"),
-        "- " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v) + f", Python {env['python']}",
+        f"- CPU: {env.cpu.model} ({env.cpu.logical_cores} logical cores, "
+        f"{env.cpu.torch_threads} torch threads); GPUs: "
+        + (", ".join(g.name for g in env.gpus) or "none"),
+        "- " + ", ".join(f"{k} {v}" for k, v in env.libraries.items() if v) + f", Python {env.python}",
         f"- inputs: {result.inputs.get('source', result.inputs.get('kind'))}: {result.inputs.get('num_samples')} samples × "
         f"{result.inputs.get('sequence_length')} tokens, seed {result.inputs.get('seed')}",
         "- peak for MFU: "
@@ -74,13 +75,12 @@ def render_markdown(result: RunResult) -> str:
         lines += ["", f"How: {result.comparison.method}. Δ accuracy and agreement are on the same samples "
                   "(paired); [a, b] are 95% CIs; a p50 ratio from sequential runs has no CI and carries "
                   "the machine's drift, so quote the interleaved speed-up."]
-    from hf_cost.report.drift_markdown import drift_sections
-
     from hf_cost.report.cost_markdown import cost_sections
+    from hf_cost.report.drift_markdown import drift_sections
 
     lines += drift_sections(result.scenarios)
     lines += cost_sections(result.costs)
-    from hf_cost.select.run_selection import selection_markdown
+    from hf_cost.report.selection_markdown import selection_markdown
 
     lines += selection_markdown(result.selection, "plots/selection.png")
     lines += ["", "ES = MLPerf early-stopping estimate (confidence 0.99, tolerance 0). "
@@ -95,18 +95,18 @@ def render_markdown(result: RunResult) -> str:
         for r in noted:
             for rec in r.validity.recommendations:  # type: ignore[union-attr]
                 lines.append(f"- **{r.name}** ({r.validity.result}): {rec}")  # type: ignore[union-attr]
-    compute = [r for r in result.scenarios if r.status == "ok" and _achieved(r) is not None]
+    compute = [(r, r.metrics.compute()) for r in result.scenarios if r.ok]
+    compute = [(r, c) for r, c in compute if c is not None]
     if compute:
         lines += [
             "", "## Achieved compute", "",
             "GFLOP/s = measured FLOPs per sample × the rate named beside it; MFU = that / peak FLOP/s.",
             "", "| scenario | GFLOP/s | MFU | rate it comes from |", "|---|---|---|---|",
         ]
-        for r in compute:
-            mfu = getattr(r.metrics, "mfu", None)
+        for r, c in compute:
             lines.append(
-                f"| {r.name} | {_achieved(r):.1f} | "
-                f"{'peak unknown' if mfu is None else f'{mfu * 100:.2f}%'} | {_rate_basis(r)} |"
+                f"| {r.name} | {c.gflops_per_s:.1f} | "
+                f"{'peak unknown' if c.mfu is None else f'{c.mfu * 100:.2f}%'} | {c.basis} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -118,26 +118,9 @@ def _origin(c: Any, result: RunResult) -> str:
     return f"{c.origin} from {c.parent} by {step}, saved at `{c.path}`"
 
 
-def _where_from(m: dict) -> str:
+def _where_from(m: Any) -> str:
     """'org/name@main (commit abc…, Hub cache)' or the local path."""
-    if m.get("id"):
-        commit = f"commit `{m['commit'][:12]}`, " if m.get("commit") else ""
-        return f"{m['id']}@{m.get('revision')} ({commit}{m.get('source')})"
-    return f"`{m.get('path')}` ({m.get('source')})"
-
-
-def _achieved(r: Any) -> float | None:
-    """Achieved GFLOP/s of an inference run (typed metrics) or of training (a building step's figures)."""
-    m = r.metrics
-    return m.get("achieved_train_gflops_per_s") if isinstance(m, dict) else getattr(m, "achieved_gflops_per_s", None)
-
-
-def _rate_basis(r: Any) -> str:
-    """Which measured rate, over how many samples, the GFLOP/s figure is computed from."""
-    m = r.metrics
-    if r.kind == "single_stream":
-        return f"1 / mean latency over {m.queries} queries"
-    if r.kind == "offline":
-        return f"throughput over {m.samples} samples, {m.duration_s:.1f} s"
-    steps = sum(x["steps"] for x in m["runs"])
-    return f"training samples/s (forward + backward) over {steps} steps, evaluation excluded"
+    if m.id:
+        commit = f"commit `{m.commit[:12]}`, " if m.commit else ""
+        return f"{m.id}@{m.revision} ({commit}{m.source})"
+    return f"`{m.path}` ({m.source})"

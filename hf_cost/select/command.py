@@ -14,19 +14,11 @@ from pathlib import Path
 
 def run_select(results: list[Path], constraints: Path | None, plot: Path | None, json_out: Path | None,
                force: bool = False) -> int:
+    from hf_cost.config.selection import DEFAULT_SPEC, load_selection_spec, spec_metrics, unknown_metric
     from hf_cost.errors import ConfigError
-    from hf_cost.select.constraints import (
-        load_selection_spec,
-        spec_metrics,
-        unknown_metric,
-    )
+    from hf_cost.report.selection_markdown import selection_lines
     from hf_cost.select.from_results import load_results, quality_cells
-    from hf_cost.select.run_selection import (
-        DEFAULT_SPEC,
-        select_results,
-        selection_lines,
-        summary_png,
-    )
+    from hf_cost.select.run_selection import select_results, summary_png
     from hf_cost.select.targets import (
         SOFTWARE,
         check_target,
@@ -54,7 +46,8 @@ def run_select(results: list[Path], constraints: Path | None, plot: Path | None,
     if plot is not None:
         writes.append((plot, summary_png(files, spec)))
     if json_out is not None:
-        text = json.dumps({"written_by": SOFTWARE, **summary}, indent=2, allow_nan=False) + "\n"
+        record = {"written_by": SOFTWARE, **summary.model_dump(mode="json")}
+        text = json.dumps(record, indent=2, allow_nan=False) + "\n"
         writes.append((json_out, text.encode("utf-8")))
     write_files(writes)
     print("\n".join(lines + [f"wrote {path}" for path, _ in writes]))

@@ -1,10 +1,11 @@
-"""Selection points from results.json files: one point per candidate per file, with CIs.
+"""Selection points from results files (typed RunResults): one point per candidate per file, with CIs.
 
 Metric names a constraint or objective can use (units in the names):
 
 - ``p50_latency_ms``, ``p90_latency_ms``: single-stream latency; CI = percentile bootstrap of
   LoadGen's percentile over the raw latencies (1,000 resamples, seed 0);
-- ``accuracy``: the first quality cell of the comparison (CI: its bootstrap);
+- ``accuracy``: the first quality cell of the comparison (CI: its bootstrap; a run of one
+  candidate has no comparison, so its rows are built the same way, report/comparison.py);
   ``accuracy:CELL`` any cell by name (``accuracy:drift:2025-H1``, ``accuracy:accuracy-2023h1``);
 - ``speedup``: the interleaved speed-up over the run's reference, with its CI;
 - ``throughput_samples_per_s`` (best batch size), ``peak_rss_mib``, ``size_mb`` (weights on
@@ -12,7 +13,8 @@ Metric names a constraint or objective can use (units in the names):
 - ``cost_per_million`` (at the offline throughput), ``cost_per_million_p90`` (one stream);
 - ``accuracy_slope_pts_per_period``: the drift slope in points, with its CI.
 
-(constraints.METRICS lists these names for validation; a name outside them is refused.)
+(config/selection.METRICS lists these names for validation, a name outside them is refused, and says
+which way each is better.) Every figure is read through the results' models and their hooks.
 A candidate with a failed step (building or measuring) becomes a point marked failed, so the
 selection lists it with the step and reason instead of silently leaving it out.
 """
@@ -20,117 +22,122 @@ selection lists it with the step and reason instead of silently leaving it out.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hf_cost.errors import UserError
 from hf_cost.select.pareto import Measure, Point
 
+if TYPE_CHECKING:
+    from hf_cost.report.comparison import CandidateRow
+    from hf_cost.report.schema import RunResult
 
-def load_results(paths: list[Path]) -> list[tuple[str, dict[str, Any]]]:
-    """(path, validated results dict) per file, through the one checked loader (report/results_file.py)."""
+
+def load_results(paths: list[Path]) -> list[tuple[str, RunResult]]:
+    """(path, validated RunResult) per file, through the one checked loader (report/results_file.py)."""
     from hf_cost.report.results_file import load_results_file
 
     return [(str(path), load_results_file(path)) for path in paths]
 
 
-def quality_cells(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def quality_cells(files: list[tuple[str, RunResult]]) -> list[str]:
     """The quality cells measured in any file: what ``accuracy:CELL`` may name."""
-    return sorted({q["scenario"] for _, data in files for r in (data.get("comparison") or {}).get("rows", [])
-                   for q in r.get("quality", [])})
+    return sorted({q.scenario for _, run in files for r in _rows(run) for q in r.quality})
 
 
-def failed_steps(data: dict[str, Any]) -> dict[str, str]:
+def _rows(run: RunResult) -> list[CandidateRow]:
+    """The run's comparison rows (built from its results for a run of one candidate)."""
+    from hf_cost.report.comparison import run_comparison
+
+    comparison = run_comparison(run)
+    return [] if comparison is None else comparison.rows
+
+
+def failed_steps(run: RunResult) -> dict[str, str]:
     """Candidate -> ``in step S: reason`` for the first failed step that names it.
 
     A building step that failed names itself as its candidate (that candidate never existed);
     a step over several candidates at once names them all, joined by ', '.
     """
     out: dict[str, str] = {}
-    for s in data["scenarios"]:
-        if s.get("status") != "failed":
+    for s in run.scenarios:
+        if s.ok:
             continue
-        reason = " ".join(str(s.get("error") or "no reason given").split())
-        for name in filter(None, str(s["candidate"]).split(", ")):
-            out.setdefault(name, f"in step {s['name']}: {reason}")
+        reason = " ".join(str(s.error or "no reason given").split())
+        for name in filter(None, s.candidate.split(", ")):
+            out.setdefault(name, f"in step {s.name}: {reason}")
     return out
 
 
-def environment_of(data: dict[str, Any]) -> str:
-    env = data.get("environment", {})
-    gpus = ", ".join(g.get("name", "?") for g in env.get("gpus", [])) or "no GPU"
-    cpu = env.get("cpu", {})
-    return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpus}"
-
-
-def points_from_results(files: list[tuple[str, dict[str, Any]]]) -> list[Point]:
+def points_from_results(files: list[tuple[str, RunResult]]) -> list[Point]:
     several = len(files) > 1
     points = []
     seen: dict[str, int] = {}
-    for path, data in files:
-        label = data.get("suite", {}).get("name") or Path(path).parent.name
+    for path, run in files:
+        label = run.suite.get("name") or Path(path).parent.name
         seen[label] = seen.get(label, 0) + 1
         if seen[label] > 1:  # two runs of one scenario file: tell them apart by order given
             label = f"{label}#{seen[label]}"
-        env = environment_of(data)
+        env = run.environment.describe_hardware()
         try:
-            measured = candidate_metrics(data)
+            measured = candidate_metrics(run)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
             raise UserError(f"incomplete hf_cost results.json ({why})", where=path) from None
-        failed = failed_steps(data)
+        failed = failed_steps(run)
         for name in [*measured, *(n for n in failed if n not in measured)]:
             points.append(Point(name=f"{name}@{label}" if several else name, metrics=measured.get(name, {}),
                                 source=label, environment=env, failed=failed.get(name)))
     return points
 
 
-def candidate_metrics(data: dict[str, Any]) -> dict[str, dict[str, Measure]]:
-    rows = {r["candidate"]: r for r in (data.get("comparison") or {}).get("rows", [])}
-    costs = {r["candidate"]: r for r in (data.get("costs") or {}).get("rows", [])}
+def candidate_metrics(run: RunResult) -> dict[str, dict[str, Measure]]:
+    rows = {r.candidate: r for r in _rows(run)}
+    costs = {r.candidate: r for r in (run.costs.rows if run.costs is not None else [])}
     out: dict[str, dict[str, Measure]] = {}
-    for name, info in data["candidates"].items():
+    for name, info in run.candidates.items():
         m: dict[str, Measure] = {}
-        stream = next((s for s in data["scenarios"] if s["kind"] == "single_stream" and s["candidate"] == name
-                       and s.get("status", "ok") == "ok"), None)
-        if stream is not None:
-            lat = np.asarray(stream["raw"]["latencies_ms"], dtype=float)
+        samples = next((lat for s in run.scenarios if s.ok and s.candidate == name
+                        for lat in [s.metrics.latency_samples(s)] if lat), None)
+        if samples is not None:
+            lat = np.asarray(samples, dtype=float)
             for p in (0.5, 0.9):
                 m[f"p{int(p * 100)}_latency_ms"] = _percentile_with_ci(lat, p)
-        if info.get("size_on_disk_bytes"):
-            m["size_mb"] = Measure(info["size_on_disk_bytes"] / 1e6)
-            m["size_mib"] = Measure(info["size_on_disk_bytes"] / 2**20)
-        m["parameters_m"] = Measure(info["parameters"] / 1e6)
-        if info.get("flops"):
-            m["gflop_per_sample"] = Measure(info["flops"]["measured_per_sample"] / 1e9)
+        if info.size_on_disk_bytes:
+            m["size_mb"] = Measure(info.size_on_disk_bytes / 1e6)
+            m["size_mib"] = Measure(info.size_on_disk_bytes / 2**20)
+        m["parameters_m"] = Measure(info.parameters / 1e6)
+        if info.flops is not None:
+            m["gflop_per_sample"] = Measure(info.flops.measured_per_sample / 1e9)
         row = rows.get(name)
         if row is not None:
             _from_row(m, row)
         cost = costs.get(name)
         if cost is not None:
-            for key, figure in (("cost_per_million", "per_million_at_throughput"),
-                                ("cost_per_million_p90", "per_million_p90_single_stream")):
-                if cost.get(figure):
-                    m[key] = Measure(cost[figure]["value"])
+            for key, figure in (("cost_per_million", cost.per_million_at_throughput),
+                                ("cost_per_million_p90", cost.per_million_p90_single_stream)):
+                if figure is not None:
+                    m[key] = Measure(figure.value)
         out[name] = m
     return out
 
 
-def _from_row(m: dict[str, Measure], row: dict[str, Any]) -> None:
-    if row.get("peak_rss_delta_mib") is not None:
-        m["peak_rss_mib"] = Measure(row["peak_rss_delta_mib"])
-    if row.get("throughput_samples_per_s"):
-        m["throughput_samples_per_s"] = Measure(max(row["throughput_samples_per_s"].values()))
-    s = row.get("interleaved_speedup")
+def _from_row(m: dict[str, Measure], row: CandidateRow) -> None:
+    """The figures of a comparison row."""
+    if row.peak_rss_delta_mib is not None:
+        m["peak_rss_mib"] = Measure(row.peak_rss_delta_mib)
+    if row.throughput_samples_per_s:
+        m["throughput_samples_per_s"] = Measure(max(row.throughput_samples_per_s.values()))
+    s = row.interleaved_speedup  # KindMetrics.speedup's figures
     if s:
-        m["speedup"] = Measure(s["ratio"], s.get("ci_low"), s.get("ci_high"))
-    for i, q in enumerate(row.get("quality", [])):
-        cell = Measure(q["accuracy"], q["ci_low"], q["ci_high"])
-        m[f"accuracy:{q['scenario']}"] = cell
+        m["speedup"] = Measure(s["ratio"], s["ci_low"], s["ci_high"])
+    for i, q in enumerate(row.quality):
+        cell = Measure(q.accuracy, q.ci_low, q.ci_high)
+        m[f"accuracy:{q.scenario}"] = cell
         if i == 0:
             m["accuracy"] = cell
-    slope = (row.get("decay") or {}).get("slope")
+    slope = row.decay["slope"] if row.decay else None  # KindMetrics.decay_summary's figures
     if slope:
         m["accuracy_slope_pts_per_period"] = Measure(slope["value"] * 100, slope["ci_low"] * 100, slope["ci_high"] * 100)
 

@@ -14,15 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_cost.select.constraints import (
-    Objective,
-    SelectionSpec,
-    check,
-    fmt,
-    known,
-    shortfall,
-    violation,
-)
+from hf_cost.config.selection import Objective, SelectionSpec, fmt
+from hf_cost.select.constraints import check, known, shortfall, violation
 
 _UNITS = {"ms": "ms", "s": "s", "mib": "MiB", "gib": "GiB", "mb": "MB", "gb": "GB", "usd": "USD", "pct": "%"}
 
@@ -241,7 +234,8 @@ def _show(p: Point, metric: str, unit: bool = False) -> str:
     """``12.4 [11.9, 13.0] ms``: value, CI when known, unit from the metric's suffix."""
     m = p.measure(metric)
     text = fmt(m.value) + (f" [{fmt(m.ci_low)}, {fmt(m.ci_high)}]" if m.has_ci else "")  # type: ignore[union-attr]
-    suffix = _UNITS.get(metric.rsplit("_", 1)[-1].lower()) if "_" in metric else None
+    _, underscore, last = metric.rpartition("_")
+    suffix = _UNITS.get(last.lower()) if underscore else None
     return f"{text} {suffix}" if unit and suffix else text
 
 

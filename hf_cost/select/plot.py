@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from hf_cost.select.constraints import SelectionSpec, fmt
+from hf_cost.config.selection import SelectionSpec, fmt
 from hf_cost.select.pareto import Point, Selection
 from hf_cost.select.targets import SOFTWARE
 

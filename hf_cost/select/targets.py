@@ -105,11 +105,11 @@ def is_own_png(path: Path) -> bool:
         return False
     at = 8
     while at + 8 <= len(head):
-        length, kind = struct.unpack(">I4s", head[at:at + 8])
+        length, chunk = struct.unpack(">I4s", head[at:at + 8])
         body = head[at + 8:at + 8 + length]
-        if kind in (b"IDAT", b"IEND") or len(body) < length:
+        if chunk in (b"IDAT", b"IEND") or len(body) < length:
             return False
-        if kind == b"tEXt" and body == b"Software\x00" + SOFTWARE.encode():
+        if chunk == b"tEXt" and body == b"Software\x00" + SOFTWARE.encode():
             return True
         at += 12 + length
     return False

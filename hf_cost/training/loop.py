@@ -8,16 +8,18 @@ stops at the same step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hf_cost.config.schema import FineTuneScenario
+from hf_cost.core.results import MemoryReading
 from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.measure.timing import clock
 from hf_cost.models.torch_candidate import TorchCandidate
 from hf_cost.output import raise_if_interrupted
 from hf_cost.progress import Progress
-from hf_cost.runners.accuracy import predict
-from hf_cost.runners.base import clock
+from hf_cost.quality.predict import predict
 
 # (model, inputs, labels) -> the scalar loss to back-propagate
 LossHook = Callable[[Any, dict[str, Any], Any], Any]
@@ -47,7 +49,7 @@ class RunRecord:
     evaluated_after_stop: bool = False  # the last step was not an evaluation step
     loss_curve: list[list[float]] = field(default_factory=list)  # [step, t_s, loss]
     quality_curve: list[list[float]] = field(default_factory=list)  # [step, t_s, value]
-    memory: dict[str, Any] = field(default_factory=dict)
+    memory: MemoryReading | None = None  # filled by session.train_runs
 
     @property
     def train_s(self) -> float:

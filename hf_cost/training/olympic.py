@@ -31,7 +31,7 @@ def olympic_score(times_s: Sequence[float | None]) -> dict[str, Any]:
     return {
         "score_s": score,
         "valid": valid,
-        "runs": n,
+        "run_count": n,
         "converged_runs": n - failed,
         "kept_times_s": [t for t in kept if math.isfinite(t)],
         "method": method,

@@ -1,0 +1,222 @@
+"""Typed figures of the building kinds: fine_tune (with its runs and scoring), distill
+(extending it), onnx / onnx_int8, quanto and prune. Units in field names, as in core/metrics.py.
+
+Their hooks make a building step's entry the candidate's build row (`build_summary`), give
+the cost model the training figures (`training`) and the report its row cells.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from hf_cost.core.bounds import Count, NonNegative, Share
+from hf_cost.core.format import dropped, fmt
+from hf_cost.core.results import (
+    BuildFigures,
+    Compute,
+    KindMetrics,
+    Out,
+    ScenarioResult,
+    SummaryCells,
+    TrainingFigures,
+    TrainingOutcome,
+)
+
+
+class TrainingRun(Out):
+    """One training run (one seed) of a fine_tune or distill step."""
+
+    seed: int
+    converged: bool
+    stop_reason: str
+    time_to_target_s: NonNegative | None = Field(description="None when the run did not reach the target")
+    wall_s: NonNegative
+    eval_s: NonNegative
+    steps: Count
+    samples: Count
+    tokens: Count
+    final_quality: float | None
+    final_quality_step: Count
+    evaluated_after_stop: bool
+    train_samples_per_s: NonNegative | None
+    peak_rss_delta_mib: float | None
+
+
+class Scoring(Out):
+    """MLPerf Training's olympic scoring over the runs (training/olympic.py)."""
+
+    score_s: NonNegative | None
+    valid: bool
+    run_count: Count = Field(description="runs scored (schema 3.x called it `runs`)")
+    converged_runs: Count
+    kept_times_s: list[NonNegative]
+    method: str
+
+
+class TrainingMetrics(KindMetrics):
+    """A step that trains a candidate to a quality target (fine_tune; distill extends it)."""
+
+    card_settings: ClassVar[tuple[str, ...] | None] = (
+        "learning_rate", "batch_size", "max_steps", "max_time_s", "sequence_length", "runs", "seed")
+
+    time_to_target_s: NonNegative | None
+    scoring: Scoring
+    converged: bool
+    runs: list[TrainingRun]
+    train_samples_per_s: NonNegative | None
+    train_tokens_per_s: NonNegative | None
+    train_flops_per_sample: NonNegative | None
+    train_flops_per_sample_3x_forward_estimate: NonNegative | None
+    train_flops_total: NonNegative | None
+    achieved_train_gflops_per_s: NonNegative | None
+    final_quality_median: float | None
+    saved_checkpoint: str | None
+    saved_step: Count | None
+    saved_quality: float | None
+    saved_run_index: Count | None
+    dropped_rows: dict[str, dict[str, int]] = Field(default_factory=dict, description="train/eval -> column -> rows")
+
+    def summary_cells(self, result: ScenarioResult) -> SummaryCells:
+        headline = (
+            f"time to target {fmt(self.time_to_target_s, ' s', 1)}; {fmt(self.train_samples_per_s, ' samples/s', 1)}, "
+            f"{fmt(self.train_tokens_per_s, ' tokens/s', 0)}"
+        )
+        spread = (
+            f"{self.scoring.converged_runs}/{self.scoring.run_count} converged; per run "
+            + ", ".join(fmt(x.time_to_target_s, " s", 1) for x in self.runs)
+            + f"; {self.scoring.method}"
+        )
+        if self.saved_step is not None and self.saved_quality is not None:
+            spread += f"; saved step {self.saved_step}: {self.saved_quality:.4f}"
+        n = f"{self.scoring.run_count} run(s), {sum(x.steps for x in self.runs)} steps"
+        n += dropped({k: sum(v.values()) for k, v in self.dropped_rows.items() if v})
+        return SummaryCells(n=n, headline=headline, spread=spread)
+
+    def compute(self) -> Compute | None:
+        if self.achieved_train_gflops_per_s is None:
+            return None
+        steps = sum(x.steps for x in self.runs)
+        return Compute(self.achieved_train_gflops_per_s, None,
+                       f"training samples/s (forward + backward) over {steps} steps, evaluation excluded")
+
+    def build_summary(self) -> BuildFigures:
+        return BuildFigures(time_s=self.time_to_target_s, train_flops_total=self.train_flops_total)
+
+    def training_outcome(self) -> TrainingOutcome:
+        return TrainingOutcome(time_to_target_s=self.time_to_target_s, runs=len(self.runs), converged=self.converged)
+
+    def training(self) -> TrainingFigures | None:
+        if not self.train_samples_per_s:
+            return None
+        return TrainingFigures(
+            wall_s_per_run=[x.wall_s for x in self.runs], samples_per_run=[x.samples for x in self.runs],
+            steps_per_run=[x.steps for x in self.runs], train_samples_per_s=self.train_samples_per_s,
+            train_flops_per_sample=self.train_flops_per_sample,
+            train_flops_per_sample_3x_forward_estimate=self.train_flops_per_sample_3x_forward_estimate,
+        )
+
+
+class DistillMetrics(TrainingMetrics):
+    """Knowledge distillation into a student with fewer layers: training figures plus the pair's."""
+
+    card_settings: ClassVar[tuple[str, ...] | None] = (
+        "student_layers", "alpha", "temperature", "learning_rate", "batch_size", "max_steps", "max_time_s", "runs",
+        "seed")
+
+    student_layers: list[int]
+    teacher_layers: Count
+    teacher_parameters: Count
+    student_parameters: Count
+    student_to_teacher_parameters: NonNegative
+    alpha: Share
+    temperature: NonNegative
+    student_train_step_flops_per_sample: NonNegative | None
+    student_forward_flops_per_sample: NonNegative | None
+    teacher_forward_flops_per_sample: NonNegative | None
+    build_time_s: NonNegative
+
+    def build_summary(self) -> BuildFigures:
+        return BuildFigures(time_s=self.build_time_s, train_flops_total=self.train_flops_total)
+
+
+class VariantMetrics(KindMetrics):
+    """A variant built without training: the row says how long it took and what it changed."""
+
+    build_time_s: NonNegative
+
+    def summary_cells(self, result: ScenarioResult) -> SummaryCells:
+        return SummaryCells(n="1 build", headline=f"built in {fmt(self.build_time_s, ' s', 1)}",
+                            spread=result.notes[0] if result.notes else "—")
+
+    def build_summary(self) -> BuildFigures:
+        return BuildFigures(time_s=self.build_time_s, train_flops_total=None)
+
+
+class OnnxMetrics(VariantMetrics):
+    """An ONNX Runtime export (optimum), fp32."""
+
+    export_time_s: NonNegative
+    onnx_file_bytes: Count
+    opset: int
+    provider: str
+    parameters: Count
+    initializer_bytes: Count
+    session_load_time_s: NonNegative
+    max_abs_output_diff_vs_source: NonNegative
+
+
+class OnnxInt8Metrics(OnnxMetrics):
+    """The ONNX export quantized to int8 by ONNX Runtime (optimum's ORTQuantizer)."""
+
+    quantize_time_s: NonNegative
+    fp32_onnx_file_bytes: Count
+    size_reduction_vs_fp32_onnx: NonNegative
+
+
+class QuantoMetrics(VariantMetrics):
+    """optimum-quanto weight quantization (int8 / int4 / float8)."""
+
+    quantize_s: NonNegative
+    weights: str
+    weights_qtype: str
+    activations_dtype: str
+    quantized_linear_layers: Count
+    parameters: Count
+    parameter_bytes_before: Count
+    parameter_bytes_after: Count
+    parameter_bytes_ratio: NonNegative
+    size_on_disk_bytes: Count | None
+    source_size_on_disk_bytes: Count | None
+    max_abs_logit_difference: NonNegative | None = Field(None, description="classifiers: max |logit difference|")
+    max_abs_hidden_state_difference: NonNegative | None = Field(None, description="no head: last hidden state")
+    flops_per_sample: Count | None
+    flops_source: str | None
+    flops_counted_on_quantized_per_sample: Count | None
+    saved_weights: str | None
+
+
+class PruneMetrics(VariantMetrics):
+    """Structured pruning of attention heads and FFN neurons by importance (Michel et al. 2019)."""
+
+    heads_total: Count
+    heads_pruned_count: Count
+    heads_pruned: list[list[int]] = Field(description="per layer, the pruned heads' ids in the unpruned model")
+    heads_per_layer_before: list[Count]
+    heads_per_layer_after: list[Count]
+    ffn_neurons_pruned_per_layer: Count
+    intermediate_size_before: Count
+    intermediate_size_after: Count
+    parameters_before: Count
+    parameters_after: Count
+    encoder_parameters_before: Count
+    encoder_parameters_after: Count
+    sparsity: Share
+    flops_per_sample_before: Count
+    flops_per_sample_after: Count
+    flops_sequence_length: Count
+    importance_samples: Count
+    saved_checkpoint: str
+
+

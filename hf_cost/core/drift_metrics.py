@@ -1,0 +1,163 @@
+"""Typed metrics of the `drift` kind (hf_cost/drift/): quality per period, decay, input drift.
+
+Kept beside core/metrics.py so each stays small. The input-drift tests keep their own
+figures (statistic, p-value or CI, method) as returned by drift/input_shift.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from hf_cost.core.format import describe_slope, dropped
+from hf_cost.core.metrics import ScoredMetric, _better, _Metrics
+from hf_cost.core.results import KindMetrics, PeriodQuality, QualityFigure, ScenarioResult, SummaryCells
+
+
+class Interval(_Metrics):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class PeriodValue(Interval):
+    """One period's mean score in the joint bootstrap (the decay statistics' input)."""
+
+    period: str
+    position: float
+    n: int
+    in_window: bool
+
+
+class PooledScore(Interval):
+    n: int
+    periods: list[str]
+
+
+class AverageScore(Interval):
+    periods: list[str]
+
+
+class WorstScore(Interval):
+    period: str
+
+
+class OutOfDistribution(_Metrics):
+    average: AverageScore = Field(description="unweighted mean over the periods outside the training window")
+    worst: WorstScore = Field(description="the lowest of them; CI from the per-resample minimum")
+
+
+class Change(Interval):
+    period: str
+    previous: str
+
+
+class Slope(Interval):
+    ols_ci_low: float | None = Field(description="t-interval from the points' scatter around the line (df = T - 2)")
+    ols_ci_high: float | None
+    ols_p_value: float | None
+    periods: int
+    unit: str
+    ci_level: float
+
+
+class Decay(_Metrics):
+    metric: str
+    method: str
+    ci_level: float
+    periods: list[PeriodValue]
+    in_distribution: PooledScore | None = _better(True, "pooled over the scored rows of the training window's periods")
+    out_of_distribution: OutOfDistribution | None
+    drop: Interval | None = _better(False, "in-distribution - out-of-distribution average (positive: worse outside)")
+    worst_drop: Interval | None = _better(False, "in-distribution - worst out-of-distribution period")
+    changes: list[Change] = Field(description="S(t) = P(t) - P(t-1), consecutive periods")
+    slope: Slope | None = _better(True, "least-squares change of the score per period position")
+
+
+class PeriodDrift(_Metrics):
+    period: str
+    position: float = Field(description="x position: periods since the first (gaps count)")
+    n: int = Field(description="rows scored (training rows excluded)")
+    rows_in_data: int
+    in_window: bool
+    few_rows: bool = Field(description="fewer rows than min_rows_per_period: the CI is wide")
+    note: str | None = None
+    accuracy: ScoredMetric | None = None
+    f1_macro: ScoredMetric | None = None
+    per_class_f1: dict[str, float] | None = None
+    label_distribution: dict[str, int] | None = None
+    estimated_accuracy: dict[str, Any] | None = Field(
+        None, description="label-free: average confidence and ATC (drift/confidence.py), beside the true accuracy"
+    )
+    input_drift: dict[str, dict[str, Any] | None] | None = Field(
+        None, description="against the training window: unseen words / word pieces, length KS, label prior, "
+        "prediction shift, domain-classifier AUC (drift/input_shift.py)"
+    )
+
+
+class EvalStream(_Metrics):
+    horizon: int
+    after: str | None = Field(description="the training window's last period (t)")
+    periods: list[str] = Field(description="the periods after t that were scored (t+1 ... t+horizon)")
+    average: AverageScore | None = _better(True, "mean accuracy over those periods, bootstrap CI")
+    note: str | None = None
+
+
+class DriftMetrics(KindMetrics):
+    period_column: str
+    granularity: str
+    training_window: list[str]
+    training_window_source: str
+    reference_rows: int = Field(description="training-window text the input drift is measured against")
+    scored_rows: int
+    excluded_training_rows: int
+    id_rows: int = Field(description="scored rows inside the training window (in-distribution)")
+    periods: list[PeriodDrift]
+    decay: Decay
+    stream: EvalStream | None = Field(None, description="with `horizon`: Wild-Time's Eval-Stream figure")
+    label_distribution_reference: dict[str, int]
+    duration_s: float = Field(description="inference over every scored row")
+    analysis_s: float = Field(description="statistics, input drift and domain classifiers")
+    throughput_samples_per_s: float
+    dropped_rows: dict[str, int] = Field(default_factory=dict)
+
+    def summary_cells(self, result: ScenarioResult) -> SummaryCells:
+        d = self.decay
+        scored = [p for p in self.periods if p.accuracy is not None]
+        headline = " · ".join(f"{p.period} {p.accuracy.value:.3f}" for p in scored)
+        bits = []
+        if d.drop is not None:
+            bits.append(f"ID − OOD {d.drop.value * 100:+.1f} pts [{d.drop.ci_low * 100:+.1f}, {d.drop.ci_high * 100:+.1f}]")
+        if d.slope is not None:
+            bits.append(describe_slope(d.slope.model_dump(), self.granularity))
+        return SummaryCells(n=f"{self.scored_rows} rows, {len(self.periods)} periods" + dropped(self.dropped_rows),
+                            headline=f"accuracy per period: {headline}", spread="; ".join(bits) or "—")
+
+    def shown_periods(self) -> list[Any]:
+        """The periods a comparison shows: those of the training window, and the latest."""
+        scored = [p for p in self.periods if p.accuracy is not None]
+        shown = [p for p in scored if p.in_window]
+        return shown + ([scored[-1]] if scored and scored[-1] not in shown else [])
+
+    def quality(self, result: ScenarioResult) -> list[QualityFigure]:
+        seed = int(result.settings.get("dataset", {}).get("seed", 0))
+        raw = result.raw
+        out = []
+        for p in self.shown_periods():
+            idx = [i for i, q in enumerate(raw["periods"]) if q == p.period]
+            out.append(QualityFigure(
+                cell=f"{result.name}:{p.period}", accuracy=p.accuracy, seed=seed,
+                predictions=[raw["predictions"][i] for i in idx], references=[raw["references"][i] for i in idx],
+                rows=[raw["rows"][i] for i in idx]))
+        return out
+
+    def period_quality(self) -> PeriodQuality:
+        return PeriodQuality(period_column=self.period_column, granularity=self.granularity,
+                             training_window=list(self.training_window), periods=list(self.periods))
+
+    def decay_summary(self, result: ScenarioResult) -> dict[str, Any]:
+        d = self.decay
+        return {"scenario": result.name, "granularity": self.granularity,
+                "slope": None if d.slope is None else d.slope.model_dump(),
+                "drop": None if d.drop is None else d.drop.model_dump()}

@@ -1,0 +1,124 @@
+"""MLPerf single-stream: closed loop, one sample per query, latency percentiles."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hf_cost.config.schema import SingleStreamScenario
+from hf_cost.core.metrics import SingleStreamMetrics
+from hf_cost.core.results import ScenarioResult, Validity
+from hf_cost.measure.early_stopping import early_stopping_estimate
+from hf_cost.measure.latency import LatencyStats, percentile
+from hf_cost.measure.timing import StopRule, one_sample_queries, run_queries
+from hf_cost.models.context import RunContext
+from hf_cost.steps.base import MeasureStep
+
+
+class SingleStreamRunner(MeasureStep):
+    kind = "single_stream"
+    config = SingleStreamScenario
+    metrics = SingleStreamMetrics
+
+    def run(self, scenario: SingleStreamScenario, ctx: RunContext) -> list[ScenarioResult]:
+        cand, pset = ctx.candidate, ctx.perf_set
+        samples = [
+            {k: t[i : i + 1] for k, t in pset.tensors.items()} for i in range(pset.num_samples)
+        ]  # views, prepared before any clock starts
+        rng = random.Random(pset.seed)
+        ctx.progress.say(f"[{scenario.name}] warm-up: {scenario.warmup_queries} queries")
+        for _ in range(scenario.warmup_queries):
+            cand.forward(samples[rng.randrange(len(samples))])
+        cand.synchronize()
+
+        stop = StopRule(
+            min_duration_s=scenario.min_duration_s,
+            min_count=scenario.min_query_count,
+            max_duration_s=scenario.max_duration_s,
+        )
+        ctx.progress.say(
+            f"[{scenario.name}] measuring until {scenario.min_duration_s:g} s and "
+            f"{scenario.min_query_count} queries"
+        )
+        ctx.progress.reset()
+        with ctx.memory() as memory:
+            # the rng continues from warm-up: one randrange per issued query, as always
+            queries = one_sample_queries(len(samples), samples.__getitem__, rng)
+            t = run_queries(
+                cand.forward, cand.synchronize, queries, stop, sink=ctx.output_sink,
+                on_query=lambda so_far: ctx.progress.tick(
+                    lambda: f"{so_far.count} queries, {so_far.completed_s[-1]:.1f} s"
+                ),
+            )
+        indices = [ix[0] for ix in t.indices]
+        return [self._result(scenario, ctx, t.latency_ms, t.issued_s, indices, t.cut_short, memory.to_dict())]
+
+    def _result(
+        self,
+        scenario: SingleStreamScenario,
+        ctx: RunContext,
+        latencies_ms: list[float],
+        issued_s: list[float],
+        indices: list[int],
+        cut_short: bool,
+        memory: dict[str, Any],
+    ) -> ScenarioResult:
+        stats = LatencyStats.from_values(latencies_ms)
+        ordered = sorted(latencies_ms)
+        es = early_stopping_estimate(ordered, scenario.target_percentile)
+        n = stats.n
+        final_issue = issued_s[-1]
+        duration_ok = final_issue >= scenario.min_duration_s
+        queries_ok = n >= scenario.min_query_count
+        recs: list[str] = []
+        if not duration_ok:
+            recs.append(
+                f"final query issued at {final_issue:.2f} s < min_duration_s {scenario.min_duration_s:g}"
+                + (" (stopped by max_duration_s; raise it)" if cut_short else "")
+            )
+        if not queries_ok:
+            recs.append(f"{n} queries < min_query_count {scenario.min_query_count}; run {scenario.min_query_count - n} more")
+        if not es.satisfied:
+            recs.append(es.recommendation + "; raise min_query_count or min_duration_s")
+        if scenario.reduced:
+            recs.append("reduced settings: below LoadGen's defaults (min_duration_s 10, min_query_count 100)")
+        validity = Validity.decide(
+            min_duration_satisfied=duration_ok,
+            min_queries_satisfied=queries_ok,
+            early_stopping_satisfied=es.satisfied,
+            reduced_settings=scenario.reduced,
+            recommendations=recs,
+        )
+        qps_without_overhead = 1e3 / stats.mean_ms
+        metrics: dict[str, Any] = {
+            "queries": n,
+            "duration_s": final_issue + latencies_ms[-1] / 1e3,
+            "final_query_issued_s": final_issue,
+            "latency_ms": stats.to_dict(),
+            "target_percentile": scenario.target_percentile,
+            "target_latency_ms": percentile(ordered, scenario.target_percentile),
+            "early_stopping_latency_ms": es.estimate_ms,
+            "early_stopping": {
+                "confidence": 0.99,
+                "tolerance": 0.0,
+                "min_queries": es.min_queries,
+                "discarded_highest": es.discarded_highest,
+                "estimate_index": es.estimate_index,
+                "detail": es.recommendation,
+            },
+            # LoadGen's two QPS figures: (n - 1) / final issue time, and 1 / mean latency.
+            "qps_with_overhead": (n - 1) / final_issue if n > 1 and final_issue > 0 else None,
+            "qps_without_overhead": qps_without_overhead,
+            **ctx.compute_metrics(qps_without_overhead),
+        }
+        return ScenarioResult(
+            name=scenario.name or self.kind,
+            kind=self.kind,
+            candidate=ctx.candidate.name,
+            settings={**scenario.model_dump(), "batch_size": 1, "seed": ctx.perf_set.seed},
+            metrics=metrics,
+            validity=validity,
+            memory=memory,
+            raw={"latencies_ms": latencies_ms, "issued_s": issued_s, "sample_indices": indices},
+        )
+

@@ -1,1 +1,0 @@
-"""Building steps: each makes a named candidate from an earlier one (see registry.py)."""
