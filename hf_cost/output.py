@@ -22,11 +22,13 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hf_cost.errors import UserError
 from hf_cost.output_records import (
@@ -74,7 +76,8 @@ def signals_as_interrupts() -> Iterator[None]:
     it into another error (safetensors loading raises a ValueError). The signal is therefore
     also recorded: `raise_if_interrupted` (called from progress output and training steps)
     raises it again, and any error that leaves the block after a signal is reported as the
-    interruption it is.
+    interruption it is. An `Interrupted` dropped that way is not printed either (Python would
+    print it as "Exception ignored in ... Traceback"): it is recorded, and raised again.
     """
 
     def handler(signum: int, _frame: object) -> None:
@@ -82,8 +85,15 @@ def signals_as_interrupts() -> Iterator[None]:
         _received.append(name)
         raise Interrupted(name)
 
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, Interrupted):
+            previous_hook(info)
+
     _received.clear()
     previous = {s: signal.signal(s, handler) for s in _HELD_SIGNALS}
+    sys.unraisablehook = unraisable
     try:
         yield
     except Interrupted:
@@ -95,6 +105,7 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        sys.unraisablehook = previous_hook
         _received.clear()
 
 

@@ -415,3 +415,46 @@ def test_an_interrupt_that_library_code_turned_into_another_error_is_reported_as
     with pytest.raises(ValueError):  # without a signal, an error stays what it is
         with signals_as_interrupts():
             raise ValueError("a real error")
+
+
+def test_an_interrupt_dropped_inside_a_finalizer_is_silent_and_raised_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal whose handler runs inside a ``__del__`` raises there, where Python drops the
+    exception and prints it as "Exception ignored ... Traceback". The run still stops (the signal
+    is recorded and raised again at the next check), and no traceback reaches the user."""
+    import gc
+    import signal as signals
+    import sys
+
+    from hf_cost.output import Interrupted, raise_if_interrupted, signals_as_interrupts
+
+    printed: list[BaseException] = []  # what Python would print as "Exception ignored"
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(info.exc_value))
+
+    class SignalledWhileCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signals.SIGTERM)  # the handler runs here, inside the finalizer
+
+    with pytest.raises(Interrupted) as caught, signals_as_interrupts():
+        SignalledWhileCollected()  # collected at once: __del__ runs, the Interrupted is dropped
+        gc.collect()
+        raise_if_interrupted()  # what progress output and training steps call
+    assert caught.value.signal_name == "SIGTERM"
+    assert printed == []
+    assert sys.unraisablehook is not None and sys.unraisablehook.__name__ == "<lambda>"  # restored
+
+
+def test_other_errors_in_finalizers_are_still_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from hf_cost.output import signals_as_interrupts
+
+    printed: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(info.exc_value))
+
+    class Broken:
+        def __del__(self) -> None:
+            raise ValueError("a real bug in a finalizer")
+
+    with signals_as_interrupts():
+        Broken()
+    assert [str(e) for e in printed] == ["a real bug in a finalizer"]
