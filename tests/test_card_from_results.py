@@ -229,9 +229,9 @@ def test_sections_hold_the_hand_computed_figures(tmp_path):
     # 90869492 B / 2^20 = 86.66 MiB; 22714371 -> 22.71M; 2869201152 FLOP -> 2.869 GFLOP.
     assert ("| **ft** (this model, reference) | torch · float32 | 29.13 / 32.91 ms (n=341, VALID) | "
             "bs 4: 41.3/s (n=529); bs 32: 55.4/s (n=701) | 2.869 (measured) | 22.71M | 86.7 MiB | 183 MiB | "
-            "2.508 USD / 4.571 USD |") in s["cost"]
+            "2.508 USD / 4.571 USD / — |") in s["cost"]
     assert "| ft-int8 | onnxruntime · int8 | 5.32 / 6.39 ms (n=1803, VALID) | bs 4: 194.7/s (n=2471) |" in s["cost"]
-    assert "0.7134 USD / — |" in s["cost"]  # no p90 cost figure for it
+    assert "0.7134 USD / — / — |" in s["cost"]  # no p90 cost figure for it, and no server step
     assert "- ft: serving: 75.25 USD per month is within the budget of 100 USD (75 %)" in s["cost"]
     assert "Measured on AMD EPYC (2 logical / 2 physical cores, 2 torch threads), no GPU; torch 2.13.0+cpu" in s["cost"]
     assert "hf_cost 0.1.0 (commit abc123)" in s["cost"]
@@ -253,6 +253,44 @@ def test_sections_hold_the_hand_computed_figures(tmp_path):
     assert "python -m hf_cost run " + str(tmp_path / "scenarios" / "run.yaml") + "\n" in s["reproduce"]
     assert "python -m hf_cost card out/results.json --card card/README.md\n" in s["reproduce"]
     assert "hf_cost 0.1.0" in s["reproduce"]
+
+
+def _server_entry(cand: str, probes: list[tuple[float, bool]], peak: float | None) -> dict:
+    """A find_peak server entry (probes: (target QPS, VALID?)); only the probes' results and the peak are read."""
+    def probe(qps: float, ok: bool) -> dict:
+        return {"target_qps": qps, "result": "VALID" if ok else "INVALID", "why": [] if ok else ["latency bound missed"],
+                "queries": 10, "scheduled_qps": qps, "completed_qps": qps, "latency_ms": _summary(10, 5.0, 9.0),
+                "target_latency_ms": 9.0 if ok else 80.0, "overlatency_queries": 0 if ok else 5,
+                "perf_constraints_met": ok, "min_duration_met": True, "min_queries_met": True,
+                "early_stopping_met": True, "early_stopping_detail": "x", "batches": 10, "mean_batch_size": 1.0,
+                "batch_size_histogram": {"1": 10}, "queue_ms": _summary(10, 0.1, 0.2),
+                "issue_delay_ms": _summary(10, 0.1, 0.2), "batch_service_ms": _summary(10, 5.0, 9.0), "log_dir": None}
+
+    metrics = {"target_qps": probes[0][0], "latency_bound_ms": 50.0, "latency_percentile": 0.99, "search": "find_peak",
+               "search_stopped": "bracketed within 5%", "max_probes": 8, "probes": [probe(q, ok) for q, ok in probes],
+               "reported_probe": next((j for j, (q, _) in enumerate(probes) if q == peak), 0), "peak_qps": peak,
+               "lowest_invalid_qps": None, "queries": 10 * len(probes), "max_batch_size": 1, "max_queue_delay_ms": 0.0,
+               "workers": 1, "torch_threads_available": 2, "torch_threads_per_worker": 2, "latency_source": "LoadGen"}
+    return {"name": "server_peak", "kind": "server", "candidate": cand, "status": "ok", "settings": {},
+            "metrics": metrics, "raw": {"latencies_ms": [5.0] * 10 * len(probes),
+                                        "probe": [j for j in range(len(probes)) for _ in range(10)]},
+            "validity": {"result": "VALID" if peak else "INVALID", "reduced_settings": True}}
+
+
+def test_cost_section_shows_the_cost_at_the_latency_bound(tmp_path):
+    """ft-int8's server step kept 200 QPS VALID at p99 <= 50 ms: 1e6 / 200 = 5,000 s = 1.389 h x 0.5 USD/h
+    = 0.6944 USD per 1M, the third figure of its per-1M cell and a line of the cost list; ft had no VALID probe."""
+    r = results_dict(tmp_path)
+    r["scenarios"] += [_server_entry("ft-int8", [(100.0, True), (200.0, True), (400.0, False)], 200.0),
+                       _server_entry("ft", [(100.0, False), (50.0, False)], None)]
+    basis = "1e6 / peak 200 QPS with p99 ≤ 50 ms (server step server_peak, 3 probes, LoadGen VALID) / 3600 × 0.5 USD/h"
+    r["costs"]["rows"][1]["per_million_at_slo"] = {"unit": "USD", "value": 1e6 / 200 / 3600 * 0.5, "derived_from": basis}
+    s = card_sections(run_of(r))
+    assert "| per 1M inferences: offline / one stream p90 / at the latency bound |" in s["cost"]
+    assert "2.508 USD / 4.571 USD / — |" in s["cost"]
+    assert "0.7134 USD / — / 0.6944 USD |" in s["cost"]
+    assert (f"- ft-int8, per 1M inferences, at the server's peak QPS under its latency bound: 0.6944 USD ({basis})"
+            in s["cost"])
 
 
 def test_optional_blocks_and_single_candidate_runs(tmp_path):

@@ -342,7 +342,7 @@ scenarios:
     msg = refused(
         write_scenario(tmp_path, text),
         "scenarios[1].min_query_count: unknown key 'min_query_count' for kind 'offline' "
-        "(it belongs to kind 'single_stream')",
+        "(it belongs to kinds 'single_stream' and 'server')",
     )
     assert "did you mean 'min_query_count'" not in msg
 

@@ -477,7 +477,12 @@ def test_compute_metrics_without_flops() -> None:
 
 
 def test_peak_for_unknown_on_cpu_and_from_file() -> None:
-    assert peak_for(None, "cpu", "float32") == (None, "peak unknown")
+    from hf_cost.measure.cpu_peak import CpuFacts
+
+    no_clock = CpuFacts(machine="x86_64", cpuinfo_text="processor\t: 0\nflags\t\t: fpu avx512f fma\n",
+                        max_freq_text=None, torch_threads=2, affinity=frozenset({0}))
+    peak, source = peak_for(None, "cpu", "float32", cpu_facts=no_clock)
+    assert peak is None and source.startswith("peak unknown")
     peak, source = peak_for(12.5, "cpu", "float32")
     assert peak == 12.5 and "hardware.peak_tflops" in source
     # The scenario file's peak wins on any device and dtype.

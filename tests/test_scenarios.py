@@ -237,8 +237,8 @@ BAD = {
         ["scenarios[0].target_percentile"],
     ),
     "unknown_kind": (
-        "model: {path: /x}\nscenarios:\n  - {kind: server}\n",
-        ["scenarios[0].kind", "unknown kind 'server'", "single_stream", "offline"],
+        "model: {path: /x}\nscenarios:\n  - {kind: serverless}\n",
+        ["scenarios[0].kind", "unknown kind 'serverless'", "single_stream", "offline"],
     ),
     "missing_kind": (
         "model: {path: /x}\nscenarios:\n  - {min_duration_s: 1}\n",

@@ -336,3 +336,63 @@ def test_plot_one_point_without_ci(tmp_path):
     s = spec()
     out = plot_selection(points, select(points, s), s, tmp_path / "one.png", x=LAT, y=ACC)
     assert _is_png(out)
+
+
+# ---------------------------------------------------------------- the server's peak and the cost at its bound
+
+
+def _server_run(price: float, peaks: dict[str, float | None]):
+    """A run whose candidates each ran one server find_peak (None: no probe VALID), read through
+    select/from_results.candidate_metrics: the real ServerMetrics hook and the real cost report."""
+    from types import SimpleNamespace as NS
+
+    from hf_cost.config.cost import Budget, Pricing, Workload
+    from hf_cost.core.results import CandidateInfo, ScenarioResult
+    from hf_cost.core.server_metrics import ServerMetrics, ServerProbe
+    from hf_cost.report.cost import build_costs
+    from hf_cost.select.from_results import candidate_metrics
+
+    def server(name: str, peak: float | None) -> ScenarioResult:
+        probes = [(25.0, peak is not None), *(((peak, True), (peak * 2, False)) if peak else ())]
+        return ScenarioResult.model_construct(
+            kind="server", status="ok", candidate=name, name="server_peak", settings={}, energy=None, memory=None,
+            raw={}, notes=[], metrics=ServerMetrics.model_construct(
+                search="find_peak", peak_qps=peak, latency_bound_ms=100.0, latency_percentile=0.99,
+                probes=[ServerProbe.model_construct(target_qps=q, result="VALID" if ok else "INVALID")
+                        for q, ok in probes]))
+
+    scenarios = [server(name, peak) for name, peak in peaks.items()]
+    suite = NS(hardware=Pricing(price_per_hour=price, currency="EUR"), workload=Workload(), budget=Budget())
+    run = NS(candidates={n: CandidateInfo.model_construct(size_on_disk_bytes=None, parameters=1_000_000, flops=None)
+                         for n in peaks},
+             scenarios=scenarios, costs=build_costs(suite, scenarios, {}), comparison=NS(rows=[]))
+    return candidate_metrics(run)
+
+
+def test_server_peak_max_picks_the_higher_peak_and_cost_at_slo_min_the_cheaper():
+    # two machines: "cpu" at 3.6 EUR/h keeps 50 QPS VALID at p99 <= 100 ms -> 1e6/50/3600 x 3.6 = 20.00 EUR per 1M;
+    # "gpu" at 14.4 EUR/h keeps 100 QPS -> 1e6/100/3600 x 14.4 = 40.00 EUR. The faster is not the cheaper.
+    # "never" had no VALID probe: neither metric, so it is not ranked.
+    cpu, gpu = _server_run(3.6, {"cpu": 50.0, "never": None}), _server_run(14.4, {"gpu": 100.0})
+    assert (cpu["cpu"]["server_peak_qps"].value, gpu["gpu"]["server_peak_qps"].value) == (50.0, 100.0)
+    assert cpu["cpu"]["cost_per_million_at_slo"].value == pytest.approx(20.0)
+    assert gpu["gpu"]["cost_per_million_at_slo"].value == pytest.approx(40.0)
+    assert "server_peak_qps" not in cpu["never"] and "cost_per_million_at_slo" not in cpu["never"]
+    points = [Point("cpu", cpu["cpu"]), Point("never", cpu["never"]), Point("gpu", gpu["gpu"])]
+    # the directions come from the model (ServerMetrics.peak_qps is better higher) and the derived default
+    by_peak = select(points, SelectionSpec.model_validate({"objectives": [{"metric": "server_peak_qps"}]}))
+    by_cost = select(points, SelectionSpec.model_validate({"objectives": [{"metric": "cost_per_million_at_slo"}]}))
+    assert by_peak.recommended == "gpu" and by_cost.recommended == "cpu"
+    assert "server_peak_qps not measured" in by_peak.verdicts["never"]
+    # limits on both: 20 EUR per 1M passes at most 25, 40 does not; 50 and 100 QPS pass at least 40; never has neither
+    s = spec((("cost_per_million_at_slo", "min"),), [{"metric": "cost_per_million_at_slo", "max": 25},
+                                                      {"metric": "server_peak_qps", "min": 40}])
+    assert select(points, s).feasible == ["cpu"]
+
+
+def test_server_peak_qps_direction_is_the_models():
+    from hf_cost.config.selection import direction_of
+
+    assert direction_of("server_peak_qps") == "max" and direction_of("cost_per_million_at_slo") == "min"
+    with pytest.raises(ValidationError, match=r"server_peak_qps is better higher \(ServerMetrics.peak_qps\)"):
+        spec((("server_peak_qps", "min"),))

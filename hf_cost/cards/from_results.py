@@ -110,10 +110,10 @@ def card_sections(results: RunResult, *, candidate: str | None = None, results_p
 _COST_HEAD = ("candidate", "runtime · dtype", "latency p50 / p90, batch 1 (n, validity)",
               "offline throughput (n samples)", "GFLOP / sample", "parameters", "size on disk", "peak RSS Δ")
 _COST_HOW = (
-    "How: latency from hf_cost's single-stream run (one query at a time, batch 1, inputs padded to {seq} tokens); "
+    "How: latency from hf_cost's single-stream run (one query at a time, batch 1, {inputs}); "
     "p50/p90 are LoadGen's sorted[int(n·p)] over n queries; VALID = LoadGen's minimum duration and query count and "
     "MLPerf early stopping met. Throughput from offline runs at each batch size. GFLOP per sample: torch "
-    "FlopCounterMode over one forward (inherited = counted on the parent, same graph). Size: the weight files on "
+    "FlopCounterMode over one forward, averaged over the samples' lengths (inherited = counted on the parent, same graph). Size: the weight files on "
     "disk (MiB = 2^20 bytes). Peak RSS Δ: highest resident-memory growth over the candidate's measurement runs. "
     "Sequential runs carry the machine's drift: quote the interleaved speed-ups in the variants section."
 )
@@ -122,7 +122,8 @@ _COST_HOW = (
 def _cost(card: _Card) -> str:
     run, costs = card.run, card.run.costs
     by_cost = {r.candidate: r for r in costs.rows} if costs is not None else {}
-    head = list(_COST_HEAD) + (["per 1M inferences: offline / one stream p90"] if costs is not None else [])
+    head = list(_COST_HEAD) + (["per 1M inferences: offline / one stream p90 / at the latency bound"]
+                               if costs is not None else [])
     lines = [_tr(head), "|" + "---|" * len(head)]
     for r in card.rows:
         name = card.label(r.candidate)
@@ -144,10 +145,10 @@ def _cost(card: _Card) -> str:
                  _num(r.peak_rss_delta_mib, ".0f", 1, " MiB")]
         if costs is not None:
             c = by_cost.get(r.candidate)
-            cells.append("— / —" if c is None else
-                         f"{_fig(c.per_million_at_throughput)} / {_fig(c.per_million_p90_single_stream)}")
+            cells.append("— / — / —" if c is None else " / ".join(_fig(f) for f in (
+                c.per_million_at_throughput, c.per_million_p90_single_stream, c.per_million_at_slo)))
         lines.append(_tr(cells))
-    lines += ["", _COST_HOW.format(seq=run.inputs.get("sequence_length"))]
+    lines += ["", _COST_HOW.format(inputs=_inputs_phrase(run.inputs))]
     if costs is not None:
         price, cur = costs.price_per_hour, costs.currency
         lines += ["", "Cost at " + ("no price" if price is None else f"{price:g} {cur}/hour") + ":"]
@@ -367,3 +368,13 @@ def _val(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_val(x) for x in v) + "]"
     return "none" if v is None else str(v)
+
+
+def _inputs_phrase(inputs: dict) -> str:
+    """'inputs padded to 128 tokens', or their natural lengths with the distribution (inputs.lengths)."""
+    seq = inputs.get("sequence_length")
+    dist = inputs.get("length_distribution") or {}
+    if inputs.get("lengths") != "natural" or not dist:
+        return f"inputs padded to {seq} tokens"
+    return (f"inputs at their natural lengths: p50 {dist.get('p50')}, p90 {dist.get('p90')}, max {dist.get('max')} "
+            f"tokens (cut at {seq})")

@@ -69,10 +69,21 @@ class ModelSpec(Strict):
         return self.id if self.id is not None else Path(self.path or "").name
 
 
+LengthMode = Literal["natural", "fixed"]
+
+
 class _InputsBase(Strict):
-    sequence_length: PosInt = Field(128, description="Tokens per sample (padded/truncated).")
+    sequence_length: PosInt = Field(
+        128, description="fixed: tokens per sample (padded/truncated); natural: the truncation cap."
+    )
     num_samples: PosInt = Field(256, description="Size of the performance sample set.")
     seed: Seed = Field(0, description="Seed for sampling and synthetic token ids.")
+    lengths: LengthMode | None = Field(
+        None, validate_default=True,
+        description="natural: each sample at its own tokenised length, a batch padded to its longest "
+        "member; fixed: every sample padded to sequence_length. Default: natural for dataset inputs, "
+        "fixed for synthetic ones (resolved when the file is loaded).",
+    )
 
 
 class SyntheticInputs(_InputsBase):
@@ -80,12 +91,27 @@ class SyntheticInputs(_InputsBase):
 
     kind: Literal["synthetic"] = "synthetic"
 
+    @field_validator("lengths")
+    @classmethod
+    def _fixed(cls, v: LengthMode | None) -> LengthMode:
+        if v == "natural":
+            raise ValueError(
+                "synthetic token ids have no natural length (every sample is sequence_length tokens): "
+                "use lengths: fixed, or dataset inputs"
+            )
+        return "fixed"
+
 
 class DatasetInputs(_InputsBase):
     """Real text from a dataset, tokenised before timing starts."""
 
     kind: Literal["dataset"]
     dataset: DatasetSpec
+
+    @field_validator("lengths")
+    @classmethod
+    def _natural_by_default(cls, v: LengthMode | None) -> LengthMode:
+        return v or "natural"
 
 
 Inputs = Annotated[Union[SyntheticInputs, DatasetInputs], Field(discriminator="kind")]

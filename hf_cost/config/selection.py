@@ -21,6 +21,7 @@ from hf_cost.config.base import Strict
 from hf_cost.config.fields import Float
 from hf_cost.core.drift_metrics import Decay
 from hf_cost.core.metrics import AccuracyMetrics, OfflineMetrics, SingleStreamMetrics, Speedup
+from hf_cost.core.server_metrics import ServerMetrics
 from hf_cost.errors import ConfigError
 
 _FIGURE_WORDS = {"value": "value", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}
@@ -36,6 +37,7 @@ FROM_MODELS: dict[str, tuple[type, str]] = {
     "speedup": (Speedup, "ratio_geomean"),
     "throughput_samples_per_s": (OfflineMetrics, "throughput_samples_per_s"),
     "accuracy_slope_pts_per_period": (Decay, "slope"),
+    "server_peak_qps": (ServerMetrics, "peak_qps"),  # the highest QPS a server step kept VALID under its bound
 }
 # Derived metrics: no results field declares their direction (a candidate's size, parameters and
 # FLOPs come from CandidateInfo, its peak memory from MemoryReading, costs from the cost report).
@@ -43,12 +45,12 @@ FROM_MODELS: dict[str, tuple[type, str]] = {
 # (the largest model that meets a latency limit is a fair question).
 DERIVED_LOWER_IS_BETTER = (
     "peak_rss_mib", "size_mb", "size_mib", "parameters_m", "gflop_per_sample", "cost_per_million",
-    "cost_per_million_p90",
+    "cost_per_million_p90", "cost_per_million_at_slo",
 )
 METRICS = (
-    "p50_latency_ms", "p90_latency_ms", "accuracy", "speedup", "throughput_samples_per_s", "peak_rss_mib",
-    "size_mb", "size_mib", "parameters_m", "gflop_per_sample", "cost_per_million", "cost_per_million_p90",
-    "accuracy_slope_pts_per_period",
+    "p50_latency_ms", "p90_latency_ms", "accuracy", "speedup", "throughput_samples_per_s", "server_peak_qps",
+    "peak_rss_mib", "size_mb", "size_mib", "parameters_m", "gflop_per_sample", "cost_per_million",
+    "cost_per_million_p90", "cost_per_million_at_slo", "accuracy_slope_pts_per_period",
 )
 assert set(METRICS) == set(FROM_MODELS) | set(DERIVED_LOWER_IS_BETTER)
 CELL = "accuracy:"

@@ -118,7 +118,18 @@ class OfflineMetrics(ComputeRate):
     batches: int
     duration_s: float
     throughput_samples_per_s: NonNegative = _better(True, "samples / (last completion - issue)")
-    throughput_tokens_per_s: NonNegative = _better(True, "throughput_samples_per_s x sequence length (padded)")
+    throughput_tokens_per_s: NonNegative = _better(
+        True, "natural lengths: real tokens (each sample's own length, no padding) / duration; fixed "
+        "lengths (and files before natural lengths): throughput_samples_per_s x sequence length (padded)"
+    )
+    throughput_padded_tokens_per_s: NonNegative | None = Field(
+        None, description="tokens the model ran per second, padding included (each batch x its padded "
+        "width: its longest member when natural, sequence_length when fixed); None in older files"
+    )
+    padded_token_share: Share | None = Field(
+        None, description="padded tokens / tokens in the batches this run ran (raw.batch_tokens, "
+        "raw.batch_real_tokens); None in older files"
+    )
     batch_latency_ms: LatencySummary
 
     energy_rank: ClassVar[int | None] = 0

@@ -3,7 +3,7 @@ memory and energy readings, and `KindMetrics`, the base of every kind's typed fi
 
 Readers (report/, cards/, select/) never ask which kind a result is: they call the hooks a
 kind's metrics model implements (`summary_cells`, `latency`, `serving_rate`, `quality`,
-`build_summary`, `training`, ...). A hook a kind does not implement returns None (or nothing).
+`slo_rate`, `build_summary`, `training`, ...). A hook a kind does not implement returns None (or nothing).
 The model of each kind comes from the registry (core/registry.py), so a result is validated as
 its kind's model and never guessed from which keys it has.
 """
@@ -47,6 +47,23 @@ class ServingRate:
     samples_per_s: float
     batch_size: int
     samples: int
+
+
+@dataclass(frozen=True)
+class SloRate:
+    """The highest rate a kind sustained under a latency bound: LoadGen's Server scenario VALID at
+    `qps` target queries/s with its `percentile` latency within `latency_bound_ms`.
+
+    `searched`: the rate is a searched peak (find_peak); otherwise one VALID run's target, a lower
+    bound on the peak. `probes`: the LoadGen runs behind it; `step`: the step's name.
+    """
+
+    qps: float
+    latency_bound_ms: float
+    percentile: float
+    probes: int
+    step: str
+    searched: bool
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,10 @@ class KindMetrics(Out):
     def serving_rate(self, result: ScenarioResult) -> ServingRate | None:
         return None
 
+    def slo_rate(self, result: ScenarioResult) -> SloRate | None:
+        """The highest rate the step sustained under its latency bound (LoadGen VALID), when it has one."""
+        return None
+
     def inferences(self) -> int | None:
         """Inferences the step ran (for energy per 1k inferences)."""
         return None
@@ -205,6 +226,39 @@ class EnergyReading(Out):
     covers: list[str] = Field(description="every entry of the step the reading covers")
 
 
+class MachineLoad(Out):
+    """The noise sentinel over the step that produced the entry (measure/machine_load.py): how
+    much CPU other processes used, and steal, from /proc/stat minus this process's own time.
+    Figures are None where /proc/stat cannot be read (`method` says why)."""
+
+    interval_s: NonNegative = Field(description="wall time the reading covers")
+    cpus: int | None = Field(description="logical CPUs /proc/stat sums")
+    other_processes_cores: NonNegative | None = Field(
+        None, description="mean CPU used by other processes, in cores: max(0, busy_cpu_s − own_cpu_s) / interval_s"
+    )
+    steal_share: NonNegative | None = Field(
+        None, description="steal_cpu_s / total_cpu_s: the share of CPU time the hypervisor gave elsewhere"
+    )
+    busy_cpu_s: float | None = Field(None, description="all CPUs' user+nice+system+irq+softirq over the interval")
+    steal_cpu_s: float | None = Field(None, description="all CPUs' steal over the interval")
+    total_cpu_s: float | None = Field(None, description="all CPUs' busy+idle+iowait+steal over the interval")
+    own_cpu_s: float = Field(description="this process's CPU (threads and reaped children) over the interval")
+    resolution_cores: NonNegative | None = Field(
+        None, description="the counters' resolution, cpus / (USER_HZ · interval_s): a flag needs an excess clear of it"
+    )
+    threshold_cores: float = Field(description="other_processes_cores above this (plus the resolution) flags it")
+    steal_threshold: float = Field(description="steal_share above this (plus the resolution) flags it")
+    busy: bool | None = Field(None, description="the machine was busy: the result's figures carry others' load")
+    method: str
+
+    def warning(self) -> str | None:
+        """'machine busy: 1.6 cores used by other processes, steal 3 %', when it was busy."""
+        if not self.busy:
+            return None
+        steal = "" if self.steal_share is None else f", steal {self.steal_share * 100:.0f} %"
+        return f"machine busy: {self.other_processes_cores or 0:.1f} cores used by other processes{steal}"
+
+
 class Validity(Out):
     """MLPerf-style validity of one scenario run. A flag is None where it does not apply."""
 
@@ -264,6 +318,11 @@ class ScenarioResult(Out):
         "names every entry of that step, `method` says measured (RAPL/NVML) or estimated"
     )
     notes: list[str] = Field(default_factory=list)
+    machine_load: MachineLoad | None = Field(
+        None, description="The noise sentinel over the step that produced this entry (measure/machine_load.py): "
+        "other processes' CPU in cores and steal; `busy` flags a result measured on a busy machine. "
+        "Measuring steps only; absent in files written before it"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -303,10 +362,38 @@ class ScenarioResult(Out):
         return self.ok and self.metrics is not None and self.metrics.build_summary() is not None
 
 
-class FlopsInfo(Out):
+class AnalyticTerms(Out):
+    """The analytic formula's FLOPs of one sample as a polynomial of its length S:
+    ``quadratic * S^2 + linear * S + constant`` (measure/flops.analytic_encoder_terms)."""
+
+    quadratic: Count = Field(description="4*L*H: Q K^T and A V, per token pair")
+    linear: Count = Field(description="L*(8H^2 + 4HI): projections and FFN, per token")
+    constant: Count = Field(description="2H^2 for the pooler + 2H*labels for a head, per sample")
+
+    def at(self, length: int) -> int:
+        return self.quadratic * length * length + self.linear * length + self.constant
+
+
+class FlopsAtLength(Out):
+    """One length the FLOPs were counted at (natural lengths): measured vs the analytic formula."""
+
     sequence_length: int
+    samples: Count = Field(description="samples of the performance set with this length")
+    measured_per_sample: Count
+    analytic_per_sample: int | None
+    relative_difference: float | None = Field(description="|measured - analytic| / analytic")
+
+
+class FlopsInfo(Out):
+    sequence_length: int = Field(
+        description="the length measured_per_sample was counted at: inputs.sequence_length (fixed lengths) "
+        "or the performance set's median length (natural lengths)"
+    )
     batch_size: int
-    measured_per_sample: Count = Field(description="torch FlopCounterMode, matmul-class ops incl. attention")
+    measured_per_sample: Count = Field(
+        description="torch FlopCounterMode, matmul-class ops incl. attention, over one forward of one sample "
+        "of sequence_length tokens (natural lengths: the median; the mean is mean_per_sample)"
+    )
     analytic_per_sample: int | None = Field(description="closed-form encoder formula; None for non-encoders")
     relative_difference: float | None
     by_operator: dict[str, int]
@@ -314,6 +401,30 @@ class FlopsInfo(Out):
         "measured", description="counted on this candidate, or taken from its parent (same graph)"
     )
     method: str
+    analytic_terms: AnalyticTerms | None = Field(
+        None, description="the analytic formula as a polynomial of the length; None for non-encoders and older files"
+    )
+    mean_per_sample: float | None = Field(
+        None, description="FLOPs per sample averaged over the performance set, each sample at the length it runs "
+        "at (fixed: all at sequence_length, so equal to measured_per_sample); what MFU uses. None in older files"
+    )
+    per_sample_from: Literal["measured", "analytic"] | None = Field(
+        None, description="where the per-length FLOPs behind mean_per_sample come from: the analytic formula "
+        "per length (natural lengths, when it agrees with the counts at measured_at_lengths) or counts"
+    )
+    per_length: dict[str, int] | None = Field(
+        None, description="natural lengths: FLOPs of one sample at each length in the performance set "
+        "(inputs.length_distribution.histogram gives how many samples have it)"
+    )
+    measured_at_lengths: list[FlopsAtLength] | None = Field(
+        None, description="natural lengths: the lengths counted with FlopCounterMode (min, median, max), each "
+        "cross-checked against the analytic formula"
+    )
+
+    @property
+    def per_sample(self) -> float:
+        """FLOPs of an average sample of the run: mean_per_sample (natural lengths), else the count."""
+        return self.mean_per_sample if self.mean_per_sample is not None else self.measured_per_sample
 
 
 class CandidateInfo(Out):

@@ -4,6 +4,12 @@ LoadGen calls this the "performance sample set": a fixed, seeded set of samples
 that queries draw from. Everything expensive (reading, tokenising, padding,
 moving to the device) happens here, before any clock starts. Rows with an empty text
 (or pair) are dropped before sampling and named in ``source``, or refused (``missing: error``).
+
+Lengths (``inputs.lengths``): ``fixed`` pads every sample to ``sequence_length``; ``natural``
+keeps each sample's own tokenised length (``sequence_length`` is then only the truncation cap):
+a batch is cut to its longest member and a one-sample query to the sample's own length. The
+tensors are stored padded (with the tokenizer's own pad ids and a zero attention mask) to the
+longest sample of the set, so a cut is a slice, never a new tokenisation.
 """
 
 from __future__ import annotations
@@ -16,27 +22,96 @@ from hf_cost.config.schema import DatasetInputs, SyntheticInputs
 
 @dataclass
 class PerformanceSet:
-    tensors: dict[str, Any]  # name -> (num_samples, sequence_length) tensor on the device
+    tensors: dict[str, Any]  # name -> (num_samples, width) tensor on the device
     source: str
     seed: int
-    sequence_length: int
+    sequence_length: int  # fixed: every sample's length; natural: the truncation cap
+    lengths: str = "fixed"  # "natural" or "fixed" (inputs.lengths, resolved)
+    sample_lengths: list[int] | None = None  # each sample's own token count; None: the width
+    padding_side: str = "right"  # where the tokenizer put the padding
 
     @property
     def num_samples(self) -> int:
         return int(next(iter(self.tensors.values())).shape[0])
 
+    @property
+    def natural(self) -> bool:
+        return self.lengths == "natural"
+
+    @property
+    def width(self) -> int:
+        """Columns of the stored tensors (fixed: sequence_length; natural: the longest sample)."""
+        return int(next(iter(self.tensors.values())).shape[-1])
+
+    def token_counts(self) -> list[int]:
+        """Each sample's own token count (its attention mask's sum)."""
+        return list(self.sample_lengths) if self.sample_lengths is not None else [self.width] * self.num_samples
+
     def batch(self, indices: Any) -> dict[str, Any]:
-        """Rows ``indices`` (a LongTensor on the device) of every input tensor."""
-        return {name: t.index_select(0, indices) for name, t in self.tensors.items()}
+        """Rows ``indices`` (a LongTensor on the device) of every input tensor; in natural mode cut
+        to the longest of those rows (a host read of ``indices``: call it before a clock starts)."""
+        if not self.natural:
+            return {name: t.index_select(0, indices) for name, t in self.tensors.items()}
+        width = self.batch_width(indices)
+        return {name: self._cut(t, width).index_select(0, indices) for name, t in self.tensors.items()}
+
+    def one(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` alone, a batch of one (views, no copy); in natural mode at its own length."""
+        if not self.natural:
+            return {name: t[i : i + 1] for name, t in self.tensors.items()}
+        width = self._count(i)
+        return {name: self._cut(t[i : i + 1], width) for name, t in self.tensors.items()}
+
+    def batch_width(self, indices: Any) -> int:
+        """Tokens per row of ``batch(indices)``: padding included."""
+        if not self.natural:
+            return self.width
+        return max(self._count(i) for i in _rows(indices))
+
+    def tokens(self, indices: Any) -> tuple[int, int]:
+        """(real tokens, tokens run) of ``batch(indices)``: tokens run = rows x batch_width."""
+        rows = _rows(indices)
+        return sum(self._count(i) for i in rows), len(rows) * self.batch_width(rows)
+
+    def _count(self, i: int) -> int:
+        return self.sample_lengths[i] if self.sample_lengths is not None else self.width
+
+    def _cut(self, t: Any, width: int) -> Any:
+        return t[:, :width] if self.padding_side != "left" else t[:, t.shape[-1] - width :]
 
     def describe(self) -> dict[str, Any]:
+        counts = self.token_counts()
         return {
             "source": self.source,
             "num_samples": self.num_samples,
             "sequence_length": self.sequence_length,
             "seed": self.seed,
             "input_names": sorted(self.tensors),
+            "lengths": self.lengths,
+            "length_distribution": length_distribution(counts),
+            # what padding every sample to sequence_length costs (the whole set in one batch)
+            "padded_token_share_at_sequence_length": (
+                (len(counts) * self.sequence_length - sum(counts)) / (len(counts) * self.sequence_length)
+            ),
         }
+
+
+def length_distribution(counts: list[int]) -> dict[str, Any]:
+    """min, p50, p90, max (LoadGen's nearest rank: ``sorted[int(n * p)]``), mean, and the
+    histogram {length: samples} of ``counts`` (token counts of the samples)."""
+    ordered = sorted(counts)
+    n = len(ordered)
+    histogram: dict[str, int] = {}
+    for c in ordered:
+        histogram[str(c)] = histogram.get(str(c), 0) + 1
+    return {
+        "min": ordered[0], "p50": ordered[int(n * 0.5)], "p90": ordered[int(n * 0.9)], "max": ordered[-1],
+        "mean": sum(ordered) / n, "histogram": histogram,
+    }
+
+
+def _rows(indices: Any) -> list[int]:
+    return [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
 
 
 def build_performance_set(
@@ -45,6 +120,7 @@ def build_performance_set(
     import torch
 
     seq = inputs.sequence_length
+    counts: list[int] | None = None
     if isinstance(inputs, SyntheticInputs):
         tensors = _synthetic(inputs.num_samples, seq, inputs.seed, tokenizer)
         source = "synthetic token ids"
@@ -52,14 +128,25 @@ def build_performance_set(
         from hf_cost.data.selection import describe_dropped
 
         texts, pairs, dropped = _texts(inputs)
-        enc = tokenizer(
-            texts, pairs, padding="max_length", truncation=True, max_length=seq, return_tensors="pt"
-        )
+        # each sample's own length, truncated at the cap as the padded encodings below are
+        counts = [len(ids) for ids in tokenizer(texts, pairs, truncation=True, max_length=seq)["input_ids"]]
+        if inputs.lengths == "natural":
+            enc = tokenizer(
+                texts, pairs, padding="longest", truncation=True, max_length=seq, return_tensors="pt",
+                return_attention_mask=True,
+            )
+        else:
+            enc = tokenizer(
+                texts, pairs, padding="max_length", truncation=True, max_length=seq, return_tensors="pt"
+            )
         tensors = dict(enc)
         source = f"dataset {inputs.dataset.id or inputs.dataset.path} ({inputs.dataset.split})"
         source += describe_dropped(dropped)
     tensors = {k: v.to(device) for k, v in tensors.items() if isinstance(v, torch.Tensor)}
-    return PerformanceSet(tensors=tensors, source=source, seed=inputs.seed, sequence_length=seq)
+    return PerformanceSet(
+        tensors=tensors, source=source, seed=inputs.seed, sequence_length=seq, lengths=inputs.lengths or "fixed",
+        sample_lengths=counts, padding_side=getattr(tokenizer, "padding_side", "right"),
+    )
 
 
 def _synthetic(n: int, seq: int, seed: int, tokenizer: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the same thing and the two can be compared exactly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ __all__ = [
     "count_forward_flops",
     "count_train_step_flops",
     "analytic_encoder_flops",
+    "analytic_encoder_terms",
+    "flops_over_lengths",
     "known_peak_tflops",
     "mfu",
 ]
@@ -144,6 +147,22 @@ def analytic_encoder_flops(
     Raises ValueError when the config lacks hidden_size, num_hidden_layers or
     intermediate_size (not an encoder of this family) or a size is not positive.
     """
+    terms = analytic_encoder_terms(config, with_pooler=with_pooler, num_labels=num_labels)
+    if sequence_length <= 0 or batch_size <= 0:
+        raise ValueError(
+            f"sequence_length and batch_size must be positive, got {sequence_length} and {batch_size}"
+        )
+    return batch_size * terms.at(sequence_length)
+
+
+def analytic_encoder_terms(config: Any, *, with_pooler: bool, num_labels: int | None = None) -> Any:
+    """`analytic_encoder_flops` of one sample as a polynomial of its length S, a
+    core.results.AnalyticTerms: ``4*L*H * S^2 + L*(8H^2 + 4HI) * S + (pooler + head)``.
+
+    Raises ValueError as `analytic_encoder_flops` does.
+    """
+    from hf_cost.core.results import AnalyticTerms
+
     needed = ("hidden_size", "num_hidden_layers", "intermediate_size")
     missing = [name for name in needed if not isinstance(getattr(config, name, None), int)]
     if missing:
@@ -152,20 +171,11 @@ def analytic_encoder_flops(
             f"analytic_encoder_flops needs a BERT-family encoder config; {model_type!r} config "
             f"lacks {', '.join(missing)}"
         )
-    if sequence_length <= 0 or batch_size <= 0:
-        raise ValueError(
-            f"sequence_length and batch_size must be positive, got {sequence_length} and {batch_size}"
-        )
     if num_labels is not None and num_labels <= 0:
         raise ValueError(f"num_labels must be positive, got {num_labels}")
-    s, h, i = sequence_length, config.hidden_size, config.intermediate_size
-    per_layer = 8 * s * h * h + 4 * s * s * h + 4 * s * h * i
-    per_sample = config.num_hidden_layers * per_layer
-    if with_pooler:
-        per_sample += 2 * h * h
-    if num_labels:
-        per_sample += 2 * h * num_labels
-    return batch_size * per_sample
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    constant = (2 * h * h if with_pooler else 0) + (2 * h * num_labels if num_labels else 0)
+    return AnalyticTerms(quadratic=4 * layers * h, linear=layers * (8 * h * h + 4 * h * i), constant=constant)
 
 
 # --- peak throughput -----------------------------------------------------------------
@@ -240,9 +250,10 @@ def torch_flops_info(
     measured = count_forward_flops(module, sample)
     seq = int(next(iter(sample.values())).shape[-1])
     try:
+        terms = analytic_encoder_terms(config, with_pooler=with_pooler, num_labels=num_labels)
         analytic = analytic_encoder_flops(config, seq, 1, with_pooler=with_pooler, num_labels=num_labels)
     except ValueError:
-        analytic = None
+        terms, analytic = None, None
     return FlopsInfo(
         sequence_length=seq,
         batch_size=1,
@@ -255,11 +266,104 @@ def torch_flops_info(
             "torch.utils.flop_counter.FlopCounterMode over one forward (matmuls and attention, "
             "CPU SDPA mapped); analytic = L*(8SH^2 + 4S^2H + 4SHI) + pooler + head"
         ),
+        analytic_terms=terms,
     )
 
 
-def peak_for(scenario_peak: float | None, device: str, dtype: str) -> tuple[float | None, str]:
-    """The peak TFLOP/s for MFU and where it came from: the scenario file, a datasheet, or none."""
+# The analytic formula stands for the counts at every length when it is this close to them at
+# every length counted; otherwise every length in the set is counted.
+ANALYTIC_TOLERANCE = 1e-3
+
+
+def flops_over_lengths(
+    count: Callable[[int], Any], lengths: Sequence[int], probe: Sequence[int]
+) -> tuple[Any, list[int] | None]:
+    """FLOPs per sample over a performance set whose samples run at their own lengths.
+
+    ``count(i)``: the FlopsInfo of sample ``i`` alone (a batch of one at its own length), or None
+    where the candidate cannot count it; ``lengths``: each sample's length; ``probe``: the lengths
+    to count at (min, median, max), the first one giving ``measured_per_sample``. A candidate that
+    counts none of them (its FLOPs were settled on sample 0 at build time) is counted on sample 0.
+
+    Per-length FLOPs come from the analytic formula when it agrees with every count (within
+    ANALYTIC_TOLERANCE), else from counting every length in the set. Returns the FlopsInfo (with
+    ``mean_per_sample``, ``per_length``, ``measured_at_lengths``) and each sample's FLOPs in set
+    order; (None, None) when nothing could be counted; per-sample FLOPs None when a length could
+    not be counted.
+    """
+    from hf_cost.core.results import FlopsAtLength
+
+    first_at: dict[int, int] = {}
+    samples: dict[int, int] = {}
+    for i, length in enumerate(lengths):
+        first_at.setdefault(length, i)
+        samples[length] = samples.get(length, 0) + 1
+    counted: dict[int, Any] = {}
+    for length in dict.fromkeys(probe):
+        info = count(first_at[length])
+        if info is not None:
+            counted[length] = info
+    if not counted:
+        info = count(0)
+        if info is None:
+            return None, None
+        counted[lengths[0]] = info
+    main = next(iter(counted.values()))
+    terms = main.analytic_terms
+    at_lengths = [
+        FlopsAtLength(
+            sequence_length=length, samples=samples[length], measured_per_sample=info.measured_per_sample,
+            analytic_per_sample=info.analytic_per_sample, relative_difference=info.relative_difference,
+        )
+        for length, info in sorted(counted.items())
+    ]
+    analytic = terms is not None and all(
+        abs(terms.at(a.sequence_length) - a.measured_per_sample) <= ANALYTIC_TOLERANCE * terms.at(a.sequence_length)
+        for a in at_lengths
+    )
+    if analytic:
+        per_length: dict[int, int] | None = {length: terms.at(length) for length in sorted(first_at)}
+        how = (f"FLOPs of every length from the analytic formula, which agrees with the counts at lengths "
+               f"{', '.join(str(a.sequence_length) for a in at_lengths)} within {ANALYTIC_TOLERANCE:.1%}")
+    else:
+        per_length = {length: info.measured_per_sample for length, info in counted.items()}
+        for length in sorted(first_at):
+            if length not in per_length:
+                info = count(first_at[length])
+                if info is None:
+                    per_length = None
+                    break
+                per_length[length] = info.measured_per_sample
+        how = ("FLOPs of every length counted (no analytic formula within "
+               f"{ANALYTIC_TOLERANCE:.1%} of the counts)" if per_length is not None else
+               "no mean: not every length could be counted")
+    per_sample = [per_length[length] for length in lengths] if per_length is not None else None
+    info = main.model_copy(update={
+        "mean_per_sample": sum(per_sample) / len(per_sample) if per_sample else None,
+        "per_sample_from": ("analytic" if analytic else "measured") if per_length is not None else None,
+        "per_length": {str(k): v for k, v in sorted(per_length.items())} if per_length is not None else None,
+        "measured_at_lengths": at_lengths,
+        "method": (f"{main.method}; natural lengths: measured_per_sample at length {main.sequence_length} "
+                   + ("(the median)" if probe and main.sequence_length == probe[0] else
+                      "(not the median: this candidate counts only the sample its FLOPs were settled on, sample 0)"
+                      if main.sequence_length == lengths[0] and len(counted) == 1 else
+                      "(not the median: this candidate could not count it)")
+                   + f", counted at {len(at_lengths)} length(s); {how}; mean_per_sample over the "
+                   f"{len(lengths)} samples, each at its own length"),
+    })
+    return info, per_sample
+
+
+def peak_for(
+    scenario_peak: float | None, device: str, dtype: str, *, cpu_facts: Any = None
+) -> tuple[float | None, str]:
+    """The peak TFLOP/s for MFU and where it came from.
+
+    In order: the scenario file's ``hardware.peak_tflops``; for a CUDA device, the datasheet
+    table above; for the CPU, ``cpu_peak.estimate_cpu_peak`` (cores × clock × FLOPs per cycle,
+    labelled as an estimate, or "peak unknown: ..." with the reason). ``cpu_facts`` (a
+    ``cpu_peak.CpuFacts``) replaces this machine's /proc/cpuinfo, sysfs and thread count.
+    """
     if scenario_peak is not None:
         return scenario_peak, "scenario file (hardware.peak_tflops)"
     if device.startswith("cuda") and dtype in _DTYPES:
@@ -267,4 +371,9 @@ def peak_for(scenario_peak: float | None, device: str, dtype: str) -> tuple[floa
         peak = known_peak_tflops(name, dtype)
         if peak is not None:
             return peak, f"datasheet dense peak for {name} at {dtype}"
+    if device == "cpu" or device.startswith("cpu:"):
+        from hf_cost.measure.cpu_peak import estimate_cpu_peak
+
+        estimate = estimate_cpu_peak(dtype, cpu_facts)
+        return estimate.tflops, estimate.source
     return None, "peak unknown"

@@ -138,8 +138,7 @@ class CandidateStore:
         candidate = entry.candidate or self._load_torch(name, entry)
         load_time = time.perf_counter() - t0
         perf_set = build_performance_set(suite.inputs, candidate.tokenizer, candidate.device)
-        sample = perf_set.batch(_zeros(candidate.device))
-        flops = candidate.flops(sample, entry.checkpoint.config if entry.checkpoint else None)
+        flops, sample_flops = _flops(candidate, perf_set, entry.checkpoint.config if entry.checkpoint else None)
         info = candidate.info
         info.name, info.origin, info.parent, info.recipe = name, entry.origin, entry.parent, entry.recipe
         info.path, info.flops, info.load_time_s = entry.final_path, flops, load_time
@@ -152,7 +151,7 @@ class CandidateStore:
         )
         return RunContext(
             candidate=candidate, perf_set=perf_set,
-            flops_per_sample=flops.measured_per_sample if flops else None,
+            flops_per_sample=flops.mean_per_sample if flops else None, sample_flops=sample_flops,
             peak_tflops=peak, peak_source=peak_source, baseline_rss_bytes=baseline, progress=self.progress,
             suite=suite,
         )
@@ -177,6 +176,26 @@ class CandidateStore:
             load_time_s=0.0, baseline_rss_mib=0.0,
         )
         return candidate
+
+
+def _flops(candidate: Any, perf_set: Any, config: Any) -> tuple[Any, list[int] | None]:
+    """The candidate's FlopsInfo over the performance set and, with natural lengths, each sample's FLOPs.
+
+    Fixed lengths: one count on sample 0 (every sample has the same shape). Natural lengths: counts
+    at the set's median, min and max lengths, and every length from the analytic formula they
+    cross-check (measure/flops.flops_over_lengths).
+    """
+    if not perf_set.natural:
+        flops = candidate.flops(perf_set.batch(_zeros(candidate.device)), config)
+        if flops is None:
+            return None, None
+        return flops.model_copy(update={"mean_per_sample": float(flops.measured_per_sample),
+                                        "per_sample_from": "measured"}), None
+    from hf_cost.measure.flops import flops_over_lengths
+
+    stats = perf_set.describe()["length_distribution"]
+    return flops_over_lengths(lambda i: candidate.flops(perf_set.one(i), config), perf_set.token_counts(),
+                              [stats["p50"], stats["min"], stats["max"]])
 
 
 def _zeros(device: Any) -> Any:

@@ -42,7 +42,7 @@ class CandidateRow(_Out):
     dtype: str | None = None
     parameters: Parameters | None = None
     size_on_disk_bytes: Count | None = None
-    flops_per_sample: Count | None = None
+    flops_per_sample: NonNegative | None = Field(None, description="FLOPs of an average sample (FlopsInfo.per_sample)")
     flops_source: str | None = None
     peak_rss_delta_mib: float | None = Field(None, description="highest over its measurement runs")
     p50_ms: NonNegative | None = None
@@ -129,7 +129,7 @@ def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> Cand
         row.origin, row.parent, row.runtime, row.dtype = info.origin, info.parent, info.runtime, info.dtype
         row.parameters, row.size_on_disk_bytes = info.parameters, info.size_on_disk_bytes
         if info.flops is not None:
-            row.flops_per_sample, row.flops_source = info.flops.measured_per_sample, info.flops.source
+            row.flops_per_sample, row.flops_source = info.flops.per_sample, info.flops.source
     measured = [r for r in mine if r.ok and r.name != built_by]
     peaks = [r.memory.peak_rss_delta_mib for r in measured if r.memory is not None]
     row.peak_rss_delta_mib = max(peaks) if peaks else None

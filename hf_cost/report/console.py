@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hf_cost.core.format import gflop
 from hf_cost.report.schema import RunResult
-from hf_cost.report.summary import COLUMNS, summary_row
+from hf_cost.report.summary import COLUMNS, busy_warnings, summary_row
 
 
 def print_summary(result: RunResult) -> None:
@@ -21,6 +21,8 @@ def print_summary(result: RunResult) -> None:
         table.add_row(*(escape(row[c]) for c in COLUMNS), style=style)
     console = Console(width=max(120, Console().width))
     console.print(table)
+    for warning in busy_warnings(result.scenarios):  # a result measured on a busy machine says so
+        console.print(escape(warning), style="yellow")
     for name, c in result.candidates.items():
         if c.flops is not None:
             f = c.flops

@@ -5,7 +5,11 @@ Every figure says what it is derived from. Serving cost:
 - at the measured throughput: hours per 1M = 1e6 / (samples/s) / 3600, at the best offline
   batch size measured (the machine kept busy, batching allowed);
 - p90-bound single stream: one query at a time, each budgeted at its p90 latency, so
-  hours per 1M = 1e6 x p90_s / 3600 (no batching: an interactive service's cost).
+  hours per 1M = 1e6 x p90_s / 3600 (no batching: an interactive service's cost);
+- at the latency bound: hours per 1M = 1e6 / QPS / 3600 at the highest target QPS a server step
+  kept LoadGen VALID (its percentile latency within the bound; `KindMetrics.slo_rate`), the
+  highest over the candidate's server steps (a service that must meet its latency SLO).
+  `serving_per_month` stays the throughput figure's.
 
 Training: machine-hours of the building step (every run, every process) x price, and for the
 workload's N samples x epochs, N/throughput hours. Compute beside it, as the seeds write it:
@@ -18,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from hf_cost.core.format import percentile_key
 
 DAYS_PER_MONTH = 30
 
@@ -36,6 +42,8 @@ class CandidateCost(_Out):
     candidate: str
     per_million_at_throughput: Figure | None = Field(None, description="money per 1M inferences, offline rate")
     per_million_p90_single_stream: Figure | None = Field(None, description="money per 1M, one stream at p90")
+    per_million_at_slo: Figure | None = Field(None, description="money per 1M at the highest QPS a server step "
+                                              "kept VALID under its latency bound; absent in older files")
     serving_per_month: Figure | None = Field(None, description="the workload for 30 days at the throughput figure")
     inference_flops_per_day: Figure | None = Field(None, description="C_infer = M x C_fwd")
     training_machine_hours: Figure | None = Field(None, description="the building step as run")
@@ -59,7 +67,8 @@ class CostReport(_Out):
     rows: list[CandidateCost]
     method: str = (
         "per 1M at throughput = 1e6 / best offline samples/s / 3600 × price; p90-bound single stream = "
-        "1e6 × p90 / 3600 × price (one query at a time); training: wall time of every run × processes × "
+        "1e6 × p90 / 3600 × price (one query at a time); at the latency bound = 1e6 / the highest target QPS a "
+        "server step kept LoadGen VALID / 3600 × price; training: wall time of every run × processes × "
         "price; C_train = N·(C_fwd + C_bwd) measured per sample, beside 3·C_fwd; C_infer = M·C_fwd"
     )
 
@@ -99,17 +108,36 @@ def _row(name: str, info: Any, mine: list[Any], suite: Any) -> CandidateCost:
         p90 = latency.p90_ms
         row.per_million_p90_single_stream = Figure(value=1e6 * p90 / 1000 / 3600 * price, unit=cur, derived_from=(
             f"1e6 × p90 {p90:.2f} ms ({latency.queries} queries, {r.name}) / 3600 × {price:g} {cur}/h"))
-    flops = info.flops.measured_per_sample if info is not None and info.flops is not None else None
+    if price is not None:
+        row.per_million_at_slo = _at_slo(mine, price, cur)
+    flops = info.flops.per_sample if info is not None and info.flops is not None else None
     if flops is not None and wl.inferences_per_day is not None:
         row.inference_flops_per_day = Figure(value=wl.inferences_per_day * flops, unit="FLOP", derived_from=(
             f"M = {wl.inferences_per_day:g} × C_fwd {flops / 1e9:.4g} GFLOP ({info.flops.source}, "
-            f"sequence length {info.flops.sequence_length})"))
+            + ("mean over the samples' natural lengths)" if info.flops.mean_per_sample not in (None, info.flops.measured_per_sample)
+               else f"sequence length {info.flops.sequence_length})")))
     build = next((r for r in mine if r.metrics.training() is not None), None)
     if build is not None:
         _training(row, build, wl, price, cur)
     _energy(row, mine)
     _verdicts(row, budget, cur)
     return row
+
+
+def _at_slo(mine: list[Any], price: float, cur: str) -> Figure | None:
+    """Money per 1M at the highest VALID rate under a latency bound over the candidate's steps (first on a tie)."""
+    rates = [rate for r in mine if (rate := r.metrics.slo_rate(r)) is not None]
+    if not rates:
+        return None
+    best = max(rates, key=lambda rate: rate.qps)  # max keeps the first of equal rates
+    what = "peak" if best.searched else "a single run at"
+    basis = (f"{what} {best.qps:g} QPS with {percentile_key(best.percentile)} ≤ {best.latency_bound_ms:g} ms "
+             f"(server step {best.step}, {best.probes} probe{'s' if best.probes != 1 else ''}, LoadGen VALID"
+             + ("" if best.searched else "; find_peak off, so at most the peak") + ")")
+    which = "" if len(rates) == 1 else (f"; the highest of {len(rates)} server steps' VALID rates ("
+                                        + ", ".join(f"{rate.step} {rate.qps:g}" for rate in rates) + " QPS)")
+    return Figure(value=1e6 / best.qps / 3600 * price, unit=cur,
+                  derived_from=f"1e6 / {basis} / 3600 × {price:g} {cur}/h{which}")
 
 
 def _energy(row: CandidateCost, mine: list[Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 FIELDS = (
     ("per_million_at_throughput", "per 1M inferences, at the offline throughput"),
     ("per_million_p90_single_stream", "per 1M inferences, one stream at p90"),
+    ("per_million_at_slo", "per 1M inferences, at the server's peak QPS under its latency bound"),
     ("serving_per_month", "serving the workload, 30 days"),
     ("inference_flops_per_day", "C_infer per day"),
     ("training_machine_hours", "training machine-hours (as run)"),

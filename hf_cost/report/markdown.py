@@ -6,7 +6,7 @@ from typing import Any
 
 from hf_cost.core.format import gflop
 from hf_cost.report.schema import RunResult
-from hf_cost.report.summary import COLUMNS, summary_row
+from hf_cost.report.summary import COLUMNS, busy_warnings, summary_row
 
 
 def cell(text: str) -> str:
@@ -46,6 +46,7 @@ def render_markdown(result: RunResult) -> str:
             lines.append(
                 f"  - FLOPs per sample at sequence length {f.sequence_length} ({f.source}): "
                 f"{gflop(f.measured_per_sample)}, analytic {analytic} (difference {diff})"
+                + _flops_over_lengths(f)
             )
     lines += [
         "",
@@ -55,8 +56,8 @@ def render_markdown(result: RunResult) -> str:
         f"{env.cpu.torch_threads} torch threads); GPUs: "
         + (", ".join(g.name for g in env.gpus) or "none"),
         "- " + ", ".join(f"{k} {v}" for k, v in env.libraries.items() if v) + f", Python {env.python}",
-        f"- inputs: {result.inputs.get('source', result.inputs.get('kind'))}: {result.inputs.get('num_samples')} samples × "
-        f"{result.inputs.get('sequence_length')} tokens, seed {result.inputs.get('seed')}",
+        f"- inputs: {result.inputs.get('source', result.inputs.get('kind'))}: {result.inputs.get('num_samples')} samples"
+        + _lengths(result.inputs) + f", seed {result.inputs.get('seed')}",
         "- peak for MFU: "
         + (f"{result.peak_tflops} TFLOP/s ({result.peak_source})" if result.peak_tflops
            else "peak unknown (set hardware.peak_tflops)"),
@@ -95,12 +96,15 @@ def render_markdown(result: RunResult) -> str:
         for r in noted:
             for rec in r.validity.recommendations:  # type: ignore[union-attr]
                 lines.append(f"- **{r.name}** ({r.validity.result}): {rec}")  # type: ignore[union-attr]
+    lines += _machine_load_section(result)
     compute = [(r, r.metrics.compute()) for r in result.scenarios if r.ok]
     compute = [(r, c) for r, c in compute if c is not None]
     if compute:
         lines += [
             "", "## Achieved compute", "",
-            "GFLOP/s = measured FLOPs per sample × the rate named beside it; MFU = that / peak FLOP/s.",
+            "GFLOP/s = measured FLOPs per sample × the rate named beside it; MFU = that / peak FLOP/s."
+            + (" With natural lengths, FLOPs per sample are the mean over the samples that ran, each at its "
+               "own length (useful work: padding not counted)." if result.inputs.get("lengths") == "natural" else ""),
             "", "| scenario | GFLOP/s | MFU | rate it comes from |", "|---|---|---|---|",
         ]
         for r, c in compute:
@@ -109,6 +113,45 @@ def render_markdown(result: RunResult) -> str:
                 f"{'peak unknown' if c.mfu is None else f'{c.mfu * 100:.2f}%'} | {c.basis} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _machine_load_section(result: RunResult) -> list[str]:
+    """'Machine load': every result measured while other processes used the CPU, with the figure."""
+    warnings = busy_warnings(result.scenarios)
+    if not warnings:
+        return []
+    first = next(r.machine_load for r in result.scenarios if r.machine_load and r.machine_load.busy)
+    return ["", "## Machine load", "",
+            ("Other processes used the CPU while these were measured, so their timings carry that load "
+             f"(flagged above {first.threshold_cores:g} cores or {first.steal_threshold * 100:g} % steal, "
+             "beyond the counters' resolution; figures in results.json `machine_load`):"),
+            ""] + [f"- {cell(w)}" for w in warnings]
+
+
+def _lengths(inputs: dict[str, Any]) -> str:
+    """' × 128 tokens' (fixed, as before natural lengths), or the natural lengths' distribution."""
+    seq, dist = inputs.get("sequence_length"), inputs.get("length_distribution")
+    if not isinstance(dist, dict) or (inputs.get("lengths") != "natural" and dist.get("min") == seq):
+        return f" × {seq} tokens"  # fixed with no padding (synthetic), or a file before natural lengths
+    spread = (f"min {dist.get('min')}, p50 {dist.get('p50')}, p90 {dist.get('p90')}, max {dist.get('max')}, "
+              f"mean {dist.get('mean', 0):.1f} tokens")
+    share = inputs.get("padded_token_share_at_sequence_length")
+    padding = "" if share is None else f"; padding to {seq} would be {share * 100:.0f}% of tokens"
+    if inputs.get("lengths") == "natural":
+        return (f", natural lengths (each sample at its own tokenised length, truncated at {seq}; a batch "
+                f"padded to its longest member): {spread}{padding}")
+    return f" × {seq} tokens (fixed lengths: every sample padded to {seq}; its own lengths: {spread})"
+
+
+def _flops_over_lengths(f: Any) -> str:
+    """'; mean over the set's lengths 0.91 GFLOP (analytic per length, counted at 9, 28, 62)'."""
+    if not f.measured_at_lengths or f.mean_per_sample is None:
+        return ""
+    counted = ", ".join(
+        f"{a.sequence_length}" + ("" if a.relative_difference is None else f" ({a.relative_difference * 100:.3f}%)")
+        for a in f.measured_at_lengths)
+    return (f"; mean over the samples' own lengths {gflop(f.mean_per_sample)} ({f.per_sample_from} per length; "
+            f"counted at lengths {counted}, analytic difference in brackets)")
 
 
 def _origin(c: Any, result: RunResult) -> str:

@@ -8,9 +8,14 @@ Metric names a constraint or objective can use (units in the names):
   candidate has no comparison, so its rows are built the same way, report/comparison.py);
   ``accuracy:CELL`` any cell by name (``accuracy:drift:2025-H1``, ``accuracy:accuracy-2023h1``);
 - ``speedup``: the interleaved speed-up over the run's reference, with its CI;
-- ``throughput_samples_per_s`` (best batch size), ``peak_rss_mib``, ``size_mb`` (weights on
-  disk, 10^6 bytes), ``size_mib``, ``parameters_m``, ``gflop_per_sample``;
-- ``cost_per_million`` (at the offline throughput), ``cost_per_million_p90`` (one stream);
+- ``throughput_samples_per_s`` (best batch size);
+- ``server_peak_qps``: the highest target QPS a server step kept LoadGen VALID under its latency
+  bound (find_peak's peak; a single run's target when VALID), the highest over the candidate's
+  server steps (no CI: a search's probes, not a sample);
+- ``peak_rss_mib``, ``size_mb`` (weights on disk, 10^6 bytes), ``size_mib``, ``parameters_m``,
+  ``gflop_per_sample``;
+- ``cost_per_million`` (at the offline throughput), ``cost_per_million_p90`` (one stream),
+  ``cost_per_million_at_slo`` (at ``server_peak_qps``; the cost report's figures);
 - ``accuracy_slope_pts_per_period``: the drift slope in points, with its CI.
 
 (config/selection.METRICS lists these names for validation, a name outside them is refused, and says
@@ -109,14 +114,19 @@ def candidate_metrics(run: RunResult) -> dict[str, dict[str, Measure]]:
             m["size_mib"] = Measure(info.size_on_disk_bytes / 2**20)
         m["parameters_m"] = Measure(info.parameters / 1e6)
         if info.flops is not None:
-            m["gflop_per_sample"] = Measure(info.flops.measured_per_sample / 1e9)
+            m["gflop_per_sample"] = Measure(info.flops.per_sample / 1e9)
+        slo = [rate.qps for s in run.scenarios if s.ok and s.candidate == name
+               for rate in [s.metrics.slo_rate(s)] if rate is not None]
+        if slo:
+            m["server_peak_qps"] = Measure(max(slo))
         row = rows.get(name)
         if row is not None:
             _from_row(m, row)
         cost = costs.get(name)
         if cost is not None:
             for key, figure in (("cost_per_million", cost.per_million_at_throughput),
-                                ("cost_per_million_p90", cost.per_million_p90_single_stream)):
+                                ("cost_per_million_p90", cost.per_million_p90_single_stream),
+                                ("cost_per_million_at_slo", cost.per_million_at_slo)):
                 if figure is not None:
                     m[key] = Measure(figure.value)
         out[name] = m

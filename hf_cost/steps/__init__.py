@@ -18,6 +18,7 @@ from hf_cost.steps import (
     onnx_int8,
     prune,
     quanto,
+    server,
     single_stream,
 )
 
@@ -26,6 +27,7 @@ register(offline.OfflineRunner)
 register(accuracy.AccuracyRunner)
 register(compare.CompareRunner)
 register(drift.DriftRunner)
+register(server.ServerRunner)
 register(fine_tune.FineTuneBuilder)
 register(distill.DistillBuilder)
 register(onnx.OnnxBuilder)

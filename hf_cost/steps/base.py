@@ -187,11 +187,22 @@ class MeasureStep(Step):
     def _context(run: RunState, name: str, where: str) -> RunContext:
         ctx = run.in_file(lambda: run.store.context(name))
         ctx.where = where
+        ctx.artifacts_dir = run.output.stage if run.output is not None else None
         return ctx
 
     def _measure(self, run: RunState, cfg: Any, candidate: str, fn: Any) -> list[ScenarioResult]:
+        """``fn()`` inside energy tracking and the noise sentinel (measure/machine_load.py),
+        whose readings go on every result it produced; a failure becomes a result row."""
+        from hf_cost.measure.machine_load import MachineLoadSentinel
+
         try:
-            return run.energy.attach(*run.energy.track(lambda: run.in_file(fn)))
+            sentinel = MachineLoadSentinel()
+            results = run.energy.attach(*run.energy.track(lambda: sentinel.around(lambda: run.in_file(fn))))
+            for r in results:
+                r.machine_load = sentinel.reading
+            if results and sentinel.reading is not None and sentinel.reading.busy:
+                run.progress.say(f"[{cfg.name}] {candidate}: {sentinel.reading.warning()}")
+            return results
         except Exception as exc:
             if candidate == BASE and isinstance(exc, UserError):
                 raise  # the scenario file's own model: bad input, one line, exit 2

@@ -68,10 +68,11 @@ class CompareRunner(MeasureStep):
                 raw[name]["sizes"] += sizes
             progress.say(f"[{scenario.name}] round {k + 1}/{scenario.rounds}: " + ", ".join(
                 f"{n} {per_round[n][-1]:.2f}" for n in names))
-        return [self._result(scenario, n, reference, per_round, raw[n]) for n in names]
+        lengths = contexts[0].perf_set.lengths  # one inputs block: every candidate's set has the same mode
+        return [self._result(scenario, n, reference, per_round, raw[n], lengths) for n in names]
 
     def _result(self, scenario: CompareScenario, name: str, reference: str,
-                per_round: dict[str, list[float]], raw: dict[str, list[Any]]) -> ScenarioResult:
+                per_round: dict[str, list[float]], raw: dict[str, list[Any]], lengths: str) -> ScenarioResult:
         higher = scenario.mode == "offline"
         speedup = None
         if name != reference:
@@ -84,7 +85,7 @@ class CompareRunner(MeasureStep):
             name=scenario.name or self.kind,
             kind=self.kind,
             candidate=name,
-            settings={**scenario.model_dump(), "reference": reference},
+            settings={**scenario.model_dump(), "reference": reference, "lengths": lengths},
             metrics={
                 "mode": scenario.mode, "reference": reference, "rounds": scenario.rounds,
                 "round_figure": unit, "per_round": per_round[name],
@@ -100,10 +101,9 @@ class CompareRunner(MeasureStep):
 
 def _single_stream_round(ctx: RunContext, duration_s: float, min_queries: int, rng: random.Random) -> Timings:
     """Closed loop, one sample per query, until ``duration_s`` has passed and ``min_queries`` ran."""
-    cand, tensors = ctx.candidate, ctx.perf_set.tensors
-    queries = one_sample_queries(
-        ctx.perf_set.num_samples, lambda i: {k: t[i : i + 1] for k, t in tensors.items()}, rng
-    )
+    cand, pset = ctx.candidate, ctx.perf_set
+    samples = [pset.one(i) for i in range(pset.num_samples)]  # views, prepared before the round's clock
+    queries = one_sample_queries(len(samples), samples.__getitem__, rng)
     rule = StopRule(min_duration_s=duration_s, min_count=min_queries, min_duration_by="last_completion")
     return run_queries(cand.forward, cand.synchronize, queries, rule)
 

@@ -82,6 +82,13 @@ class OfflineRunner(MeasureStep):
         batch_ms, completed_s = t.latency_ms, t.completed_s
         duration = completed_s[-1]
         throughput = count / duration
+        # tokens of each batch, read after the clock stopped: real (its samples' own lengths) and
+        # run (rows x the width it was padded to: its longest member, or sequence_length when fixed)
+        ran = [ix.tolist() for ix in t.indices]
+        real_tokens, run_tokens = (list(c) for c in zip(*(pset.tokens(ix) for ix in ran)))
+        tokens_per_s = (
+            sum(real_tokens) / duration if pset.natural else throughput * pset.sequence_length
+        )
         duration_ok = duration >= scenario.min_duration_s
         samples_ok = count >= scenario.min_sample_count
         recs = []
@@ -100,7 +107,7 @@ class OfflineRunner(MeasureStep):
             recommendations=recs,
         )
         settings = scenario.model_dump()
-        settings.update(batch_size=bs, seed=pset.seed + bs, expected_qps=expected_qps)
+        settings.update(batch_size=bs, seed=pset.seed + bs, expected_qps=expected_qps, lengths=pset.lengths)
         return ScenarioResult(
             name=name,
             kind=self.kind,
@@ -111,9 +118,11 @@ class OfflineRunner(MeasureStep):
                 "batches": t.count,
                 "duration_s": duration,
                 "throughput_samples_per_s": throughput,
-                "throughput_tokens_per_s": throughput * pset.sequence_length,
+                "throughput_tokens_per_s": tokens_per_s,
+                "throughput_padded_tokens_per_s": sum(run_tokens) / duration,
+                "padded_token_share": (sum(run_tokens) - sum(real_tokens)) / sum(run_tokens),
                 "batch_latency_ms": LatencyStats.from_values(batch_ms).to_dict(),
-                **ctx.compute_metrics(throughput),
+                **ctx.compute_metrics(throughput, [i for ix in ran for i in ix]),
             },
             validity=validity,
             memory=memory.to_dict(),
@@ -122,6 +131,14 @@ class OfflineRunner(MeasureStep):
                 "batch_completed_s": completed_s,
                 "batch_sizes": t.batch_sizes,
                 "warmup_batch_s": warm_times,
+                "batch_tokens": run_tokens,
+                "batch_real_tokens": real_tokens,
             },
-            notes=["throughput = samples / (last completion - issue); see raw.batch_completed_s"],
+            notes=[
+                "throughput = samples / (last completion - issue); see raw.batch_completed_s",
+                ("tokens/s = real tokens (each sample's own length; raw.batch_real_tokens) / duration; "
+                 "each batch ran padded to its longest member (raw.batch_tokens)") if pset.natural else
+                "tokens/s = samples/s x sequence_length (every sample padded to it; raw.batch_tokens)",
+                "padded_token_share = 1 - sum(batch_real_tokens) / sum(batch_tokens)",
+            ],
         )

@@ -22,9 +22,8 @@ class SingleStreamRunner(MeasureStep):
 
     def run(self, scenario: SingleStreamScenario, ctx: RunContext) -> list[ScenarioResult]:
         cand, pset = ctx.candidate, ctx.perf_set
-        samples = [
-            {k: t[i : i + 1] for k, t in pset.tensors.items()} for i in range(pset.num_samples)
-        ]  # views, prepared before any clock starts
+        # views (natural lengths: each cut to its sample's own length), prepared before any clock starts
+        samples = [pset.one(i) for i in range(pset.num_samples)]
         rng = random.Random(pset.seed)
         ctx.progress.say(f"[{scenario.name}] warm-up: {scenario.warmup_queries} queries")
         for _ in range(scenario.warmup_queries):
@@ -109,13 +108,14 @@ class SingleStreamRunner(MeasureStep):
             # LoadGen's two QPS figures: (n - 1) / final issue time, and 1 / mean latency.
             "qps_with_overhead": (n - 1) / final_issue if n > 1 and final_issue > 0 else None,
             "qps_without_overhead": qps_without_overhead,
-            **ctx.compute_metrics(qps_without_overhead),
+            **ctx.compute_metrics(qps_without_overhead, indices),
         }
         return ScenarioResult(
             name=scenario.name or self.kind,
             kind=self.kind,
             candidate=ctx.candidate.name,
-            settings={**scenario.model_dump(), "batch_size": 1, "seed": ctx.perf_set.seed},
+            settings={**scenario.model_dump(), "batch_size": 1, "seed": ctx.perf_set.seed,
+                      "lengths": ctx.perf_set.lengths},
             metrics=metrics,
             validity=validity,
             memory=memory,

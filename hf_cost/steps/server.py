@@ -1,0 +1,231 @@
+"""MLPerf server: LoadGen sends queries of one sample at Poisson-distributed times at
+``target_qps``; a dynamic batcher serves them with ``workers`` model instances; the run is
+VALID when the ``latency_percentile`` latency stays within ``latency_bound_ms`` (with LoadGen's
+minimum duration, query count and early stopping).
+
+The engine is LoadGen itself (hf_cost/engines/loadgen.py): the figures are LoadGen's, read from
+its detail log, and each query's latency is LoadGen's own, from the time it scheduled the query
+(its trace). ``find_peak`` searches for the highest target QPS that stays VALID (engines/peak.py):
+every probe is a full LoadGen run, at most ``max_probes`` of them. LoadGen's logs of every probe
+are kept in the run's output: ``loadgen/<step>/<candidate>/probe-<k>-qps-<qps>/``.
+The metrics model (ServerMetrics, with its probes and the `slo_rate` hook the cost and selection
+read) is in core/server_metrics.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from hf_cost.config.base import MeasuredStep
+from hf_cost.config.fields import BatchSize, Float, PosFloat, PosInt
+from hf_cost.config.schema import LOADGEN_MIN_DURATION_S, LOADGEN_MIN_QUERY_COUNT
+from hf_cost.core.format import percentile_key
+from hf_cost.core.results import ScenarioResult, Validity
+from hf_cost.core.server_metrics import ServerMetrics, ServerProbe
+from hf_cost.errors import UserError
+from hf_cost.measure.latency import LatencyStats, percentile
+from hf_cost.models.context import RunContext
+from hf_cost.steps.base import MeasureStep, Plan
+
+MAX_QPS = 100_000.0  # LoadGen schedules target_qps x duration queries up front
+MAX_PROBES = 20
+LOG_FOLDER = "loadgen"
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class ServerScenario(MeasuredStep):
+    """MLPerf server through LoadGen: Poisson arrivals, a dynamic batcher, a latency bound."""
+
+    kind: Literal["server"]
+    target_qps: PosFloat = Field(le=MAX_QPS, description="LoadGen's server_target_qps (the first probe with find_peak)")
+    latency_bound_ms: PosFloat = Field(description="LoadGen's server_target_latency_ns, in ms")
+    latency_percentile: Float = Field(0.99, gt=0.0, lt=1.0, description="server_target_latency_percentile")
+    min_duration_s: PosFloat = Field(LOADGEN_MIN_DURATION_S, description="LoadGen's min_duration_ms, in s; "
+                                     "below 10 s the result is marked reduced")
+    min_query_count: PosInt = LOADGEN_MIN_QUERY_COUNT
+    max_batch_size: BatchSize = Field(1, description="the batcher's largest batch")
+    max_queue_delay_ms: Float = Field(0.0, ge=0.0, le=60_000.0, description=(
+        "a batch is dispatched when full or when its oldest request has waited this long"))
+    workers: PosInt = Field(1, description="model instances (threads) sharing the candidate; at most the cores")
+    find_peak: bool = Field(False, description="search for the highest VALID QPS: double from target_qps "
+                            "until INVALID, then bisect; every probe is a full LoadGen run")
+    max_probes: PosInt = Field(8, le=MAX_PROBES, description="find_peak's bound on LoadGen runs")
+
+    @field_validator("workers")
+    @classmethod
+    def _cores(cls, v: int) -> int:
+        cores = usable_cores()
+        if v > cores:
+            raise ValueError(f"{v} workers on {cores} usable cores: each worker is a model instance running "
+                             f"on its own threads, so use at most {cores}")
+        return v
+
+    @property
+    def reduced(self) -> bool:
+        return self.min_duration_s < LOADGEN_MIN_DURATION_S or self.min_query_count < LOADGEN_MIN_QUERY_COUNT
+
+
+class ServerRunner(MeasureStep):
+    kind = "server"
+    config = ServerScenario
+    metrics = ServerMetrics
+
+    def outputs(self, cfg: ServerScenario) -> list[str]:
+        return [f"{LOG_FOLDER}/{cfg.name}"]
+
+    def check(self, cfg: ServerScenario, plan: Plan, where: str) -> None:
+        from hf_cost.engines.loadgen import loadgen_available
+
+        if not loadgen_available():
+            raise UserError('MLPerf LoadGen is not installed: pip install -e ".[loadgen]"', where=f"{where}.kind")
+
+    def run(self, cfg: ServerScenario, ctx: RunContext) -> list[ScenarioResult]:
+        from hf_cost.engines.loadgen import (
+            LATENCY_SOURCE,
+            Batching,
+            ServerSettings,
+            run_server,
+        )
+        from hf_cost.engines.peak import find_peak
+
+        cand, pset = ctx.candidate, ctx.perf_set
+        batching = Batching(cfg.max_batch_size, cfg.max_queue_delay_ms, cfg.workers)
+        root = self._log_root(cfg, ctx)
+        warmed = self._warm_up(cfg, ctx)
+        runs: list[tuple[float, Any]] = []
+
+        def probe(qps: float) -> bool:
+            k = len(runs) + 1
+            ctx.progress.say(f"[{cfg.name}] {cand.name}: LoadGen server at {qps:g} QPS, "
+                             f"{percentile_key(cfg.latency_percentile)} ≤ {cfg.latency_bound_ms:g} ms, "
+                             f"≥ {cfg.min_duration_s:g} s" + (f" (probe {k} of at most {cfg.max_probes})"
+                                                               if cfg.find_peak else ""))
+            settings = ServerSettings(qps, cfg.latency_bound_ms, cfg.latency_percentile, cfg.min_duration_s,
+                                      cfg.min_query_count)
+            run = run_server(cand, pset, settings, batching, None if root is None else root / f"probe-{k}-qps-{qps:g}")
+            runs.append((qps, run))
+            ctx.progress.say(f"[{cfg.name}] {qps:g} QPS: {run.figures.validity}"
+                             + (f" ({'; '.join(run.figures.why)})" if run.figures.why else ""))
+            return run.figures.validity == "VALID"
+
+        with ctx.memory() as memory:
+            search = find_peak(probe, cfg.target_qps, cfg.max_probes, ceiling=MAX_QPS) if cfg.find_peak else None
+            if search is None:
+                probe(cfg.target_qps)
+        return [self._result(cfg, ctx, runs, search, memory.to_dict(), warmed, LATENCY_SOURCE)]
+
+    @staticmethod
+    def _log_root(cfg: ServerScenario, ctx: RunContext) -> Path | None:
+        if ctx.artifacts_dir is None:
+            return None
+        root = Path(ctx.artifacts_dir) / LOG_FOLDER / str(cfg.name) / ctx.candidate.name
+        if Path(ctx.artifacts_dir).resolve() not in root.resolve().parents:
+            raise UserError(f"refusing to write LoadGen's logs outside the output folder: {root}", where=ctx.where)
+        return root
+
+    @staticmethod
+    def _warm_up(cfg: ServerScenario, ctx: RunContext) -> list[int]:
+        """Two forwards at each power-of-two batch size up to max_batch_size, and at it."""
+        import torch
+
+        cand, pset = ctx.candidate, ctx.perf_set
+        device = next(iter(pset.tensors.values())).device
+        sizes = sorted({1 << j for j in range(cfg.max_batch_size.bit_length()) if 1 << j <= cfg.max_batch_size}
+                       | {cfg.max_batch_size})
+        for bs in sizes:
+            for _ in range(2):
+                cand.forward(pset.batch(torch.arange(bs, device=device) % pset.num_samples))
+        cand.synchronize()
+        return sizes
+
+    def _result(self, cfg: ServerScenario, ctx: RunContext, runs: list[tuple[float, Any]], search: Any,
+                memory: dict[str, Any], warmed: list[int], source: str) -> ScenarioResult:
+        probes = [_probe(qps, run, cfg, ctx.artifacts_dir) for qps, run in runs]
+        if search is not None and search.peak is not None:
+            reported = next(j for j, (qps, _) in enumerate(runs) if qps == search.peak)
+        else:
+            reported = 0
+        rep, threads = probes[reported], runs[0][1].threads
+        raw: dict[str, list[Any]] = {k: [] for k in ("probe", "latencies_ms", "scheduled_s", "sample_indices",
+                                                     "issue_delay_ms", "queue_ms", "batch_size", "batch_service_ms",
+                                                     "worker")}
+        for j, (_, run) in enumerate(runs):
+            for s, r in zip(run.samples, run.records):
+                raw["probe"].append(j)
+                raw["latencies_ms"].append(s.latency_ms)
+                raw["scheduled_s"].append(s.scheduled_s)
+                raw["sample_indices"].append(s.sample_index)
+                raw["issue_delay_ms"].append(s.issue_delay_ms)
+                raw["queue_ms"].append(r.queue_s * 1e3)
+                raw["batch_size"].append(r.batch_size)
+                raw["batch_service_ms"].append((r.completion_s - r.dispatch_s) * 1e3)
+                raw["worker"].append(r.worker)
+        recs = list(rep.why)
+        if cfg.reduced:
+            recs.append(f"reduced settings: below LoadGen's defaults (min_duration_s {LOADGEN_MIN_DURATION_S:g}, "
+                        f"min_query_count {LOADGEN_MIN_QUERY_COUNT})")
+        notes = [
+            f"latencies: {source}",
+            (f"LoadGen {runs[0][1].figures.version}, Server scenario, PerformanceOnly, library defaults "
+             "(no mlperf.conf) except the settings above"),
+            (f"{cfg.workers} worker(s) x {threads.torch_threads_per_worker} torch thread(s) "
+             f"({threads.torch_threads_available} available); warm-up: 2 forwards at batch sizes {warmed}"),
+        ]
+        if search is not None:
+            notes.append(f"find_peak: {len(runs)} LoadGen runs (at most {cfg.max_probes}); stopped: {search.stopped}")
+        metrics = ServerMetrics(
+            target_qps=cfg.target_qps, latency_bound_ms=cfg.latency_bound_ms, latency_percentile=cfg.latency_percentile,
+            search="find_peak" if search is not None else "single",
+            search_stopped=search.stopped if search is not None else None,
+            max_probes=cfg.max_probes if search is not None else None,
+            probes=probes, reported_probe=reported,
+            peak_qps=search.peak if search is not None else None,
+            lowest_invalid_qps=search.bracket[1] if search is not None else None,
+            queries=sum(p.queries for p in probes),
+            max_batch_size=cfg.max_batch_size, max_queue_delay_ms=cfg.max_queue_delay_ms, workers=cfg.workers,
+            torch_threads_available=threads.torch_threads_available,
+            torch_threads_per_worker=threads.torch_threads_per_worker, latency_source=source,
+        )
+        validity = Validity(
+            result=rep.result, min_duration_satisfied=rep.min_duration_met, min_queries_satisfied=rep.min_queries_met,
+            early_stopping_satisfied=rep.early_stopping_met, reduced_settings=cfg.reduced, recommendations=recs,
+        )
+        return ScenarioResult(
+            name=cfg.name or self.kind, kind=self.kind, candidate=ctx.candidate.name,
+            settings=cfg.model_dump(), metrics=metrics, validity=validity,
+            memory=memory, raw=raw, notes=notes,
+        )
+
+
+def _probe(qps: float, run: Any, cfg: ServerScenario, artifacts: Path | None) -> ServerProbe:
+    f = run.figures
+    latencies = [s.latency_ms for s in run.samples]
+    batches: dict[int, Any] = {}
+    for r in run.records:
+        batches.setdefault(r.batch, r)
+    sizes = [b.batch_size for b in batches.values()]
+    histogram = Counter(sizes)
+    return ServerProbe(
+        target_qps=qps, result=f.validity, why=f.why, queries=f.queries, scheduled_qps=f.scheduled_qps,
+        completed_qps=f.completed_qps, latency_ms=LatencyStats.from_values(latencies).to_dict(),
+        target_latency_ms=percentile(sorted(latencies), cfg.latency_percentile),
+        overlatency_queries=f.overlatency_queries, perf_constraints_met=f.perf_constraints_met,
+        min_duration_met=f.min_duration_met, min_queries_met=f.min_queries_met,
+        early_stopping_met=f.early_stopping_met, early_stopping_detail=f.early_stopping_detail,
+        batches=len(sizes), mean_batch_size=sum(sizes) / len(sizes),
+        batch_size_histogram={str(b): histogram[b] for b in sorted(histogram)},
+        queue_ms=LatencyStats.from_values([r.queue_s * 1e3 for r in run.records]).to_dict(),
+        issue_delay_ms=LatencyStats.from_values([s.issue_delay_ms for s in run.samples]).to_dict(),
+        batch_service_ms=LatencyStats.from_values([(b.completion_s - b.dispatch_s) * 1e3
+                                                   for b in batches.values()]).to_dict(),
+        log_dir=None if run.log_dir is None or artifacts is None else str(Path(run.log_dir).relative_to(artifacts)),
+        loadgen_errors=f.errors, loadgen_warnings=f.warnings,
+    )
