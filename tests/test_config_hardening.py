@@ -372,3 +372,33 @@ def test_inputs_key_of_other_inputs_kind(tmp_path: Path) -> None:
 def test_unknown_key_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
     text = MODEL + 'scenarios: [{kind: offline, "a\\nb": 1}]\n'
     refused(write_scenario(tmp_path, text), "unknown key 'a\\nb'")
+
+
+@pytest.mark.parametrize("step, key", [
+    ({"kind": "offline", "batch_sizes": [1, 4096]}, "batch_sizes[1]"),
+    ({"kind": "accuracy", "batch_size": 4096, "dataset": {"path": "x.csv", "label_column": "y"}}, "batch_size"),
+])
+def test_each_kind_names_its_batches_for_the_memory_check(step: dict, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step's batches (ScenarioBase.activation_batches) are checked against the memory estimate."""
+    from types import SimpleNamespace as NS
+
+    from hf_cost.config.schema import suite_model
+    from hf_cost.errors import ConfigError
+    from hf_cost.measure import memory_estimate
+
+    suite = suite_model().model_validate({"model": {"path": "/x", "device": "cpu"}, "scenarios": [step]})
+    config = NS(model_type="bert", num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
+                intermediate_size=3072, vocab_size=30522, torch_dtype="float32")
+    monkeypatch.setattr(memory_estimate, "available_bytes", lambda device: (64 * 2**20, "free memory"))
+    with pytest.raises(ConfigError) as refused:
+        memory_estimate.check_batch_sizes(suite, config)
+    assert refused.value.where == f"scenarios[0].{key}"
+
+
+def test_training_batches_are_estimated_with_their_backward_pass() -> None:
+    from hf_cost.config.building import FineTuneScenario
+
+    step = FineTuneScenario.model_validate({
+        "kind": "fine_tune", "train": {"path": "t.csv", "label_column": "y"}, "eval": {"path": "e.csv", "label_column": "y"},
+        "target": {"metric": "accuracy", "value": 0.9}, "batch_size": 8, "eval_batch_size": 32})
+    assert step.activation_batches() == [("batch_size", 8, True), ("eval_batch_size", 32, False)]

@@ -335,3 +335,26 @@ def test_a_candidate_that_raises_mid_run_fails_the_step_and_loadgen_does_not_han
     assert "injected failure in forward" in e["error"] and "completed unserved" in e["error"]
     assert "FAILED" in proc.stderr
     assert (out / "loadgen" / "breaks" / "base" / "probe-1-qps-100" / "mlperf_log_detail.txt").is_file()
+
+
+def test_a_batcher_larger_than_the_memory_estimate_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate checks the batcher's max_batch_size like any batch size (measure/memory_estimate.py):
+    with 64 MiB free, a batch of 4096 BERT-base sequences of 128 tokens is refused at its key."""
+    from types import SimpleNamespace as NS
+
+    from hf_cost.config.schema import suite_model
+    from hf_cost.errors import ConfigError
+    from hf_cost.measure import memory_estimate
+
+    suite = suite_model().model_validate({
+        "model": {"path": "/x", "device": "cpu"},
+        "scenarios": [{"kind": "server", "target_qps": 10, "latency_bound_ms": 100, "max_batch_size": 4096}],
+    })
+    config = NS(model_type="bert", num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
+                intermediate_size=3072, vocab_size=30522, torch_dtype="float32")
+    monkeypatch.setattr(memory_estimate, "available_bytes", lambda device: (64 * 2**20, "free memory"))
+    with pytest.raises(ConfigError) as refused:
+        memory_estimate.check_batch_sizes(suite, config)
+    assert refused.value.where == "scenarios[0].max_batch_size" and "batch size 4096" in str(refused.value)
+    monkeypatch.setattr(memory_estimate, "available_bytes", lambda device: (2**40, "free memory"))
+    memory_estimate.check_batch_sizes(suite, config)  # fits in 1 TiB

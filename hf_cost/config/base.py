@@ -72,6 +72,11 @@ class DatasetSpec(Strict):
 class ScenarioBase(Strict):
     name: SafeName | None = Field(None, description="Unique name; defaults to the kind.")
 
+    def activation_batches(self) -> list[tuple[str, int, bool]]:
+        """(key, batch size, trains) of every batch the step runs at once: validate checks each
+        against the memory estimate (measure/memory_estimate.py). None by default."""
+        return []
+
 
 class MeasuredStep(ScenarioBase):
     candidates: list[SafeName] | None = Field(

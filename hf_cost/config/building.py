@@ -41,6 +41,9 @@ class TrainingStep(BuildingStep):
         "auto", description="auto: bf16 (or fp16) on GPU, none on CPU."
     )
 
+
+    def activation_batches(self) -> list[tuple[str, int, bool]]:
+        return [("batch_size", self.batch_size, True), ("eval_batch_size", self.eval_batch_size, False)]
     @model_validator(mode="after")
     def _labels(self) -> TrainingStep:
         for key in ("train", "eval"):

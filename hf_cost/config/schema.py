@@ -161,6 +161,9 @@ class OfflineScenario(MeasuredStep):
         # a bool is wrapped too, so that the item check says why it is refused
         return [v] if isinstance(v, (int, float)) else v
 
+    def activation_batches(self) -> list[tuple[str, int, bool]]:
+        return [(f"batch_sizes[{j}]", b, False) for j, b in enumerate(self.batch_sizes)]
+
     @property
     def reduced(self) -> bool:
         return (
@@ -180,6 +183,9 @@ class AccuracyScenario(MeasuredStep):
     extra_metrics: list[str] = Field(
         default_factory=list, description="More `evaluate` metric ids (Hub; online only)."
     )
+
+    def activation_batches(self) -> list[tuple[str, int, bool]]:
+        return [("batch_size", self.batch_size, False)]
 
     @model_validator(mode="after")
     def _labels(self) -> AccuracyScenario:

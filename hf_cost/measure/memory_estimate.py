@@ -88,16 +88,8 @@ def check_batch_sizes(suite: Any, config: Any) -> None:
     default_seq = suite.inputs.sequence_length
     for i, sc in enumerate(suite.scenarios):
         seq = getattr(sc, "sequence_length", None) or default_seq
-        checks: list[tuple[str, int, int]] = []  # (key, batch, bytes)
-        if sc.kind == "offline":
-            checks += [(f"batch_sizes[{j}]", b, inference_activation_bytes(shape, b, seq, elem))
-                       for j, b in enumerate(sc.batch_sizes)]
-        elif sc.kind == "accuracy":
-            checks.append(("batch_size", sc.batch_size, inference_activation_bytes(shape, sc.batch_size, seq, elem)))
-        elif sc.kind == "fine_tune":
-            checks.append(("batch_size", sc.batch_size, training_activation_bytes(shape, sc.batch_size, seq, elem)))
-            checks.append(("eval_batch_size", sc.eval_batch_size,
-                           inference_activation_bytes(shape, sc.eval_batch_size, seq, elem)))
+        checks = [(key, b, (training_activation_bytes if trains else inference_activation_bytes)(shape, b, seq, elem))
+                  for key, b, trains in sc.activation_batches()]
         for key, batch, need in checks:
             if need > free:
                 raise ConfigError(

@@ -59,6 +59,9 @@ class ServerScenario(MeasuredStep):
                             "until INVALID, then bisect; every probe is a full LoadGen run")
     max_probes: PosInt = Field(8, le=MAX_PROBES, description="find_peak's bound on LoadGen runs")
 
+
+    def activation_batches(self) -> list[tuple[str, int, bool]]:
+        return [("max_batch_size", self.max_batch_size, False)]
     @field_validator("workers")
     @classmethod
     def _cores(cls, v: int) -> int:
