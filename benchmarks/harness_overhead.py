@@ -57,7 +57,7 @@ def main() -> int:
         candidate=TorchCandidate("base", loaded.model, loaded.tokenizer), perf_set=pset, flops_per_sample=None,
         peak_tflops=None, baseline_rss_bytes=current_rss_bytes(), progress=Progress(enabled=False),
     )
-    samples = [{k: t[i : i + 1] for k, t in pset.tensors.items()} for i in range(pset.num_samples)]
+    samples = [pset.one(i) for i in range(pset.num_samples)]  # the views single_stream times (natural lengths: each its own)
     sync = (lambda: torch.cuda.synchronize()) if loaded.device.type == "cuda" else (lambda: None)
 
     def bare_single_stream(seconds: float) -> float:
@@ -124,7 +124,7 @@ def main() -> int:
         "device": str(loaded.device),
         "torch_threads": torch.get_num_threads(),
         "cores": os.cpu_count(),
-        "sequence_length": pset.sequence_length,
+        "sequence_length": pset.sequence_length, "lengths": pset.lengths,
         "offline_batch_size": args.batch_size,
         "rounds": rounds,
         "ratio_harness_p50_over_bare": p50.to_dict(),
