@@ -358,3 +358,32 @@ def test_a_batcher_larger_than_the_memory_estimate_is_refused(monkeypatch: pytes
     assert refused.value.where == "scenarios[0].max_batch_size" and "batch size 4096" in str(refused.value)
     monkeypatch.setattr(memory_estimate, "available_bytes", lambda device: (2**40, "free memory"))
     memory_estimate.check_batch_sizes(suite, config)  # fits in 1 TiB
+
+
+def test_a_log_folder_that_exists_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """run_server removes the trace it compressed: only in a folder it made, never in one it found."""
+    from hf_cost.engines.loadgen import Batching, ServerSettings, run_server
+
+    found = tmp_path / "probe-1-qps-10"
+    found.mkdir()
+    mine = found / "mlperf_log_trace.json"
+    mine.write_text("the user's file", encoding="utf-8")
+    settings = ServerSettings(10.0, 100.0, 0.9, 0.5, 10)
+    with pytest.raises(FileExistsError):
+        run_server(object(), object(), settings, Batching(1, 0.0, 1), found)
+    assert mine.read_text(encoding="utf-8") == "the user's file" and sorted(found.iterdir()) == [mine]
+
+
+def test_a_user_folder_where_the_logs_would_go_stops_the_run_in_one_line(
+        tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(suite(tiny_bert_dir, """
+        - {kind: server, name: one, target_qps: 50, latency_bound_ms: 100, min_duration_s: 0.5}
+        """))
+    user = tmp_path / "out" / "loadgen" / "one" / "notes.txt"
+    user.parent.mkdir(parents=True)
+    user.write_text("mine", encoding="utf-8")
+    assert main(["run", str(path), "--output", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loadgen/one" in err[0], err
+    assert user.read_text(encoding="utf-8") == "mine" and not (tmp_path / "out" / "results.json").exists()

@@ -119,13 +119,16 @@ def thread_split(workers: int) -> ThreadSplit:
 
 def run_server(candidate: Any, pset: Any, settings: ServerSettings, batching: Batching,
                log_dir: Path | None) -> ServerRun:
-    """One LoadGen Server test of ``candidate`` on ``pset``; logs into ``log_dir`` (created)."""
+    """One LoadGen Server test of ``candidate`` on ``pset``; logs into ``log_dir``, which this
+    call creates (an existing folder is refused, so the trace it compresses and removes is
+    always the one LoadGen just wrote there)."""
     if log_dir is None:
         with tempfile.TemporaryDirectory(prefix="hf_cost-loadgen-") as tmp:
             run = _run(candidate, pset, settings, batching, Path(tmp))
         run.log_dir = None
         return run
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir()  # FileExistsError for a folder this run did not make
     return _run(candidate, pset, settings, batching, log_dir)
 
 
