@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from hf_cost.errors import UserError
-from hf_cost.output import Interrupted
+from hf_cost.interrupts import Interrupted
 
 DEFAULT_OUTPUT_ROOT = Path("results")
 
@@ -119,7 +119,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_hub_access(force_offline=args.offline, quiet=args.quiet)
 
     from hf_cost.distributed import is_main_process
-    from hf_cost.output import Interrupted, RunOutput, signals_as_interrupts, signals_held
+    from hf_cost.interrupts import Interrupted, signals_as_interrupts, signals_held
+    from hf_cost.output import RunOutput
     from hf_cost.pipeline import expected_entries, prepare, run_suite
     from hf_cost.progress import Progress
 
@@ -176,7 +177,7 @@ def _commit_with_card(prepared, output, result, progress) -> bool:  # type: igno
     import contextlib
 
     from hf_cost.cards.command import card_update
-    from hf_cost.output import signals_held
+    from hf_cost.interrupts import signals_held
     from hf_cost.pipeline import card_path
 
     with contextlib.ExitStack() as stack:
@@ -245,7 +246,7 @@ def _cmd_cache_import(args: argparse.Namespace) -> int:
 
 def _cmd_card(args: argparse.Namespace) -> int:
     from hf_cost.cards.command import card_update, push_card
-    from hf_cost.output import Interrupted, signals_as_interrupts
+    from hf_cost.interrupts import Interrupted, signals_as_interrupts
 
     update = None
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from hf_cost.output import raise_if_interrupted
+from hf_cost.interrupts import raise_if_interrupted
 
 
 class Progress:

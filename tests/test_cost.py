@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from hf_cost.config.cost import Budget, Pricing, Workload
 from hf_cost.core.build_metrics import TrainingMetrics, TrainingRun
+from hf_cost.core.candidate_info import FlopsInfo
 from hf_cost.core.metrics import LatencySummary, OfflineMetrics, SingleStreamMetrics
-from hf_cost.core.results import FlopsInfo, ScenarioResult
+from hf_cost.core.results import ScenarioResult
 from hf_cost.report.cost import build_costs
 
 

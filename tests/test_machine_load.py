@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from scenario_helpers import run_cli
 
-from hf_cost.core.results import MachineLoad, ScenarioResult
+from hf_cost.core.readings import MachineLoad
+from hf_cost.core.results import ScenarioResult
 from hf_cost.errors import UserError
 from hf_cost.measure import machine_load
 from hf_cost.measure.machine_load import (

@@ -24,8 +24,8 @@ from hf_cost.config.schema import (
     SyntheticInputs,
     load_suite,
 )
+from hf_cost.core.candidate_info import FlopsInfo
 from hf_cost.core.metrics import OfflineMetrics
-from hf_cost.core.results import FlopsInfo
 from hf_cost.data.performance_set import PerformanceSet, _texts, build_performance_set
 from hf_cost.errors import ConfigError
 from hf_cost.measure.flops import (

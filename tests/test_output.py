@@ -379,7 +379,7 @@ def test_an_interrupt_swallowed_by_library_code_is_raised_again() -> None:
     is recorded, so the next progress line (or training step) raises it again."""
     import signal
 
-    from hf_cost.output import Interrupted, signals_as_interrupts
+    from hf_cost.interrupts import Interrupted, signals_as_interrupts
     from hf_cost.progress import Progress
 
     progress = Progress(enabled=False)
@@ -401,7 +401,7 @@ def test_an_interrupt_that_library_code_turned_into_another_error_is_reported_as
     end as an interruption (exit 130/143 and the clean-up), not as a crash."""
     import signal
 
-    from hf_cost.output import Interrupted, signals_as_interrupts
+    from hf_cost.interrupts import Interrupted, signals_as_interrupts
 
     with pytest.raises(Interrupted) as caught:
         with signals_as_interrupts():
@@ -425,7 +425,7 @@ def test_an_interrupt_dropped_inside_a_finalizer_is_silent_and_raised_again(monk
     import signal as signals
     import sys
 
-    from hf_cost.output import Interrupted, raise_if_interrupted, signals_as_interrupts
+    from hf_cost.interrupts import Interrupted, raise_if_interrupted, signals_as_interrupts
 
     printed: list[BaseException] = []  # what Python would print as "Exception ignored"
     monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(info.exc_value))
@@ -446,7 +446,7 @@ def test_an_interrupt_dropped_inside_a_finalizer_is_silent_and_raised_again(monk
 def test_other_errors_in_finalizers_are_still_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from hf_cost.output import signals_as_interrupts
+    from hf_cost.interrupts import signals_as_interrupts
 
     printed: list[BaseException] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(info.exc_value))

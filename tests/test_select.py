@@ -347,7 +347,8 @@ def _server_run(price: float, peaks: dict[str, float | None]):
     from types import SimpleNamespace as NS
 
     from hf_cost.config.cost import Budget, Pricing, Workload
-    from hf_cost.core.results import CandidateInfo, ScenarioResult
+    from hf_cost.core.candidate_info import CandidateInfo
+    from hf_cost.core.results import ScenarioResult
     from hf_cost.core.server_metrics import ServerMetrics, ServerProbe
     from hf_cost.report.cost import build_costs
     from hf_cost.select.from_results import candidate_metrics

@@ -224,7 +224,7 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
 def atomic_write(target: Path, data: bytes, old: os.stat_result | None, *, where: str) -> None:
     """`target` replaced by `data` through a temp file beside it; the old mode and owner kept.
     Ctrl-C and SIGTERM wait until the file is whole; an error leaves no temp file behind."""
-    from hf_cost.output import signals_held
+    from hf_cost.interrupts import signals_held
 
     with signals_held():
         tmp = None

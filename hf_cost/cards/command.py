@@ -64,7 +64,7 @@ class CardUpdate:
 
     def apply(self) -> bool:
         """Write the plots and the card; True if the card changed. On an error nothing is left."""
-        from hf_cost.output import signals_held
+        from hf_cost.interrupts import signals_held
 
         with signals_held():
             try:
@@ -80,7 +80,7 @@ class CardUpdate:
 
     def undo(self) -> None:
         """The card as it was before `apply` (its results could not be committed)."""
-        from hf_cost.output import signals_held
+        from hf_cost.interrupts import signals_held
 
         with signals_held():
             if self.applied and self.new_text is not None:

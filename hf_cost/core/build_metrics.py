@@ -11,13 +11,12 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from hf_cost.core.bounds import Count, NonNegative, Share
+from hf_cost.core.bounds import Count, NonNegative, Out, Share
 from hf_cost.core.format import dropped, fmt
 from hf_cost.core.results import (
     BuildFigures,
     Compute,
     KindMetrics,
-    Out,
     ScenarioResult,
     SummaryCells,
     TrainingFigures,

@@ -15,19 +15,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from hf_cost.core.bounds import Count, NonNegative, Share
+from hf_cost.core.bounds import Count, NonNegative, Out, Share
 from hf_cost.core.bounds import better as _better
 from hf_cost.core.format import dropped, fmt, percentile_key
-from hf_cost.core.results import (
-    Compute,
-    KindMetrics,
-    Latency,
-    Out,
-    QualityFigure,
-    ScenarioResult,
-    ServingRate,
-    SummaryCells,
-)
+from hf_cost.core.results import Compute, KindMetrics, Latency, QualityFigure, ScenarioResult, ServingRate, SummaryCells
 
 _Metrics = Out  # sub-models of a kind's figures
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from hf_cost.core.bounds import Count
-from hf_cost.core.results import Out
+from hf_cost.core.bounds import Count, Out
 
 
 class CpuInfo(Out):

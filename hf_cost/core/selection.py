@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hf_cost.core.results import Out
+from hf_cost.core.bounds import Out
 
 
 class ConstraintSpec(Out):

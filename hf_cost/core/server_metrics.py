@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from hf_cost.core.bounds import Count, NonNegative, better
+from hf_cost.core.bounds import Count, NonNegative, Out, better
 from hf_cost.core.format import fmt, percentile_key
 from hf_cost.core.metrics import LatencySummary
-from hf_cost.core.results import KindMetrics, Out, ScenarioResult, SloRate, SummaryCells
+from hf_cost.core.results import KindMetrics, ScenarioResult, SloRate, SummaryCells
 
 
 class ServerProbe(Out):

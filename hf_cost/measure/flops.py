@@ -161,7 +161,7 @@ def analytic_encoder_terms(config: Any, *, with_pooler: bool, num_labels: int | 
 
     Raises ValueError as `analytic_encoder_flops` does.
     """
-    from hf_cost.core.results import AnalyticTerms
+    from hf_cost.core.candidate_info import AnalyticTerms
 
     needed = ("hidden_size", "num_hidden_layers", "intermediate_size")
     missing = [name for name in needed if not isinstance(getattr(config, name, None), int)]
@@ -245,7 +245,7 @@ def torch_flops_info(
     num_labels: int | None,
 ) -> Any:
     """FLOPs of one sample, measured (FlopCounterMode) and, for encoders, analytic, side by side."""
-    from hf_cost.core.results import FlopsInfo
+    from hf_cost.core.candidate_info import FlopsInfo
 
     measured = count_forward_flops(module, sample)
     seq = int(next(iter(sample.values())).shape[-1])
@@ -291,7 +291,7 @@ def flops_over_lengths(
     order; (None, None) when nothing could be counted; per-sample FLOPs None when a length could
     not be counted.
     """
-    from hf_cost.core.results import FlopsAtLength
+    from hf_cost.core.candidate_info import FlopsAtLength
 
     first_at: dict[int, int] = {}
     samples: dict[int, int] = {}

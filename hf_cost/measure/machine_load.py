@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hf_cost.core.results import MachineLoad
+from hf_cost.core.readings import MachineLoad
 from hf_cost.errors import UserError
 
 PROC_STAT = Path("/proc/stat")

@@ -176,7 +176,7 @@ def candidate_info(
     name: str, facts: GraphFacts, file_name: str, *, dtype: str, parameters: int, details: dict[str, Any]
 ) -> Any:
     """A CandidateInfo for an ONNX candidate (the store fills name, origin, path, FLOPs later)."""
-    from hf_cost.core.results import CandidateInfo
+    from hf_cost.core.candidate_info import CandidateInfo
 
     model = {
         "file_name": file_name, "provider": PROVIDER, "opset": facts.opset,

@@ -157,7 +157,7 @@ class CandidateStore:
         )
 
     def _load_torch(self, name: str, entry: _Entry) -> Any:
-        from hf_cost.core.results import CandidateInfo
+        from hf_cost.core.candidate_info import CandidateInfo
         from hf_cost.models.load import load_model
         from hf_cost.models.torch_candidate import TorchCandidate
 

@@ -12,7 +12,8 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from hf_cost.core.results import CandidateInfo, ScenarioResult
+from hf_cost.core.candidate_info import CandidateInfo
+from hf_cost.core.results import ScenarioResult
 from hf_cost.core.run_info import CheckpointInfo, Environment
 from hf_cost.core.selection import SelectionSummary
 from hf_cost.report.comparison import Comparison

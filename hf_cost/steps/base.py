@@ -232,7 +232,7 @@ class StepEnergy:
     @staticmethod
     def attach(results: list[ScenarioResult], reading: Any) -> list[ScenarioResult]:
         if reading is not None:
-            from hf_cost.core.results import EnergyReading
+            from hf_cost.core.readings import EnergyReading
 
             covers = [r.name for r in results]
             for r in results:

@@ -104,7 +104,7 @@ class QuantoBuilder(BuildStep):
         import torch
         from optimum.quanto import freeze, qfloat8, qint8, quantization_map, quantize
 
-        from hf_cost.core.results import CandidateInfo
+        from hf_cost.core.candidate_info import CandidateInfo
         from hf_cost.data.performance_set import build_performance_set
         from hf_cost.measure.flops import count_forward_flops
         from hf_cost.models.load import load_model

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hf_cost.config.schema import FineTuneScenario
-from hf_cost.core.results import MemoryReading
+from hf_cost.core.readings import MemoryReading
 from hf_cost.data.performance_set import PerformanceSet
+from hf_cost.interrupts import raise_if_interrupted
 from hf_cost.measure.timing import clock
 from hf_cost.models.torch_candidate import TorchCandidate
-from hf_cost.output import raise_if_interrupted
 from hf_cost.progress import Progress
 from hf_cost.quality.predict import predict
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from hf_cost.config.building import TrainingStep
 from hf_cost.config.schema import ModelSpec
-from hf_cost.core.results import MemoryReading
+from hf_cost.core.readings import MemoryReading
 from hf_cost.models.resolve import ResolvedCheckpoint
 from hf_cost.progress import Progress
 from hf_cost.training.loop import LossHook, RunRecord, TrainData
