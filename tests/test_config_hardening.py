@@ -180,7 +180,7 @@ def test_candidates_on_a_building_step_names_the_kinds_it_belongs_to(tmp_path: P
     refused(
         write_scenario(tmp_path, text),
         "scenarios[0].candidates: unknown key 'candidates' for kind 'fine_tune'",
-        "'single_stream' and 'offline' and 'accuracy'",
+        "'single_stream', 'offline', 'accuracy'",
     )
 
 
@@ -342,7 +342,7 @@ scenarios:
     msg = refused(
         write_scenario(tmp_path, text),
         "scenarios[1].min_query_count: unknown key 'min_query_count' for kind 'offline' "
-        "(it belongs to kinds 'single_stream' and 'server')",
+        "(it belongs to kinds 'single_stream', 'server' and 'multi_stream')",
     )
     assert "did you mean 'min_query_count'" not in msg
 
@@ -352,7 +352,7 @@ def test_key_of_several_kinds_lists_them_and_suggests_from_this_kind(tmp_path: P
     refused(
         write_scenario(tmp_path, text),
         "scenarios[0].batch_size: unknown key 'batch_size' for kind 'offline'",
-        "kinds 'accuracy' and 'compare' and 'drift' and 'fine_tune'",
+        "kinds 'accuracy', 'compare', 'drift', 'fine_tune'",
         "did you mean 'batch_sizes'?",
     )
 

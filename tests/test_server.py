@@ -362,13 +362,13 @@ def test_a_batcher_larger_than_the_memory_estimate_is_refused(monkeypatch: pytes
 
 def test_a_log_folder_that_exists_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     """run_server removes the trace it compressed: only in a folder it made, never in one it found."""
-    from hf_cost.engines.loadgen import Batching, ServerSettings, run_server
+    from hf_cost.engines.loadgen import Batching, TestPlan, run_server
 
     found = tmp_path / "probe-1-qps-10"
     found.mkdir()
     mine = found / "mlperf_log_trace.json"
     mine.write_text("the user's file", encoding="utf-8")
-    settings = ServerSettings(10.0, 100.0, 0.9, 0.5, 10)
+    settings = TestPlan.server(10.0, 100.0, 0.9, 0.5, 10)
     with pytest.raises(FileExistsError):
         run_server(object(), object(), settings, Batching(1, 0.0, 1), found)
     assert mine.read_text(encoding="utf-8") == "the user's file" and sorted(found.iterdir()) == [mine]

@@ -91,7 +91,8 @@ def _unknown_key(key: str, parent: tuple[Any, ...], root: type[BaseModel]) -> st
         owners = [t for m in members if m is not model and key in file_keys(m) for t in _tags(m)]
         line = f"unknown key '{key}'"
         if owners and _tags(model):
-            kinds = " and ".join(f"'{t}'" for t in owners)
+            quoted = [f"'{t}'" for t in owners]
+            kinds = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
             plural = "s" if len(owners) > 1 else ""
             line += f" for kind '{_tags(model)[0]}' (it belongs to kind{plural} {kinds})"
     hint = difflib.get_close_matches(key, sorted(fields - {key}), n=1)

@@ -70,6 +70,10 @@ class ModelSpec(Strict):
 
 
 LengthMode = Literal["natural", "fixed"]
+Engine = Literal["loop", "loadgen"]
+ENGINE_HELP = ("loop: hf_cost's own timing loop (the default: its overhead over a bare torch loop is the "
+               "smaller, benchmarks/loadgen_engines.py); loadgen: MLPerf LoadGen issues the queries and decides "
+               "validity, its logs are kept in loadgen/<step>/<candidate>/")
 
 
 class _InputsBase(Strict):
@@ -128,6 +132,7 @@ class SingleStreamScenario(MeasuredStep):
         None, description="Hard stop; a run cut short by it is INVALID."
     )
     target_percentile: Float = Field(0.90, gt=0.0, lt=1.0)
+    engine: Engine = Field("loop", description=ENGINE_HELP)
 
     @model_validator(mode="after")
     def _budget(self) -> SingleStreamScenario:
@@ -154,6 +159,10 @@ class OfflineScenario(MeasuredStep):
     warmup_batches: NonNegInt = Field(3, description="Also calibrate the expected rate (at least 1).")
     min_duration_s: PosFloat = LOADGEN_MIN_DURATION_S
     min_sample_count: PosInt = LOADGEN_MIN_QUERY_COUNT
+    engine: Engine = Field("loop", description=ENGINE_HELP)
+    bucket_by_length: bool = Field(False, description=(
+        "sort the issued samples by token count before cutting them into batches, so each batch is "
+        "padded little (natural lengths only); the reported padded_token_share shows the gain"))
 
     @field_validator("batch_sizes", mode="before")
     @classmethod

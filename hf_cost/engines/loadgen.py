@@ -1,25 +1,32 @@
-"""MLPerf LoadGen (PyPI mlcommons-loadgen, ``import mlperf_loadgen``) driving any Candidate
-through the dynamic batcher, in its Server scenario.
+"""MLPerf LoadGen (PyPI mlcommons-loadgen, ``import mlperf_loadgen``) driving any Candidate, in
+each of its four scenarios. LoadGen issues the queries and decides validity; hf_cost provides
+the system under test (SUT) and a query-sample library (QSL) over the performance sample set.
 
-Threads:
-- LoadGen's own issue thread calls ``issue_queries`` at each query's scheduled time (Poisson
-  arrivals at ``server_target_qps``); it only queues the samples in the `Batcher` (arrival = the
-  batcher's clock at that call) and returns.
-- ``workers`` batcher threads (model instances sharing the one candidate) each take a batch,
-  run ``candidate.forward(pset.batch(indices))`` and ``candidate.synchronize()``, then call
+The SUTs:
+- **Server** (`run_server`): LoadGen's issue thread calls ``issue_queries`` at each query's
+  scheduled time (Poisson arrivals at ``server_target_qps``); it only queues the samples in the
+  `Batcher` (arrival = the batcher's clock at that call) and returns. ``workers`` batcher
+  threads (model instances sharing the one candidate) each take a batch, run
+  ``candidate.forward(pset.batch(indices))`` and ``candidate.synchronize()``, then call
   ``QuerySamplesComplete`` for its samples. Torch's intra-op threads are split between them
   (`thread_split`), and the split is recorded.
-- The calling thread sits in ``StartTestWithLogSettings`` until LoadGen has every completion.
+- **SingleStream / MultiStream** (`run_stream`): the next query is issued only when the last
+  one completed, so the query runs inside ``issue_queries`` itself: one forward of its samples
+  (MultiStream: its N samples as one batch, padded to their longest member), then
+  ``QuerySamplesComplete``. No thread of ours waits between queries (the design measured
+  against a worker thread in benchmarks/loadgen_engines.py).
+- **Offline** (`run_offline`): the one query holds every sample; ``issue_queries`` cuts it into
+  batches of ``batch_size`` (optionally sorted by length first: length bucketing) and completes
+  each batch as it finishes.
+The calling thread sits in ``StartTestWithLogSettings`` until LoadGen has every completion.
 
 Latencies: LoadGen's own, per sample, from its trace (loadgen_log.py): from the time LoadGen
-*scheduled* the query to its completion. The batcher's records (keyed by LoadGen's query ids)
-add when each sample was dispatched, its batch's size and its queueing delay; they are paired
-with the trace by issue order, and the pairing is checked sample index by sample index.
+*scheduled* the query to its completion.
 
 A SUT that raises mid-run: LoadGen's response has no error field, so every outstanding sample
-(and every later one) is completed at once with an empty response, the batcher records the
-error, LoadGen's test ends on its schedule, and `run_server` raises the SUT's exception after
-the test has returned and the SUT and QSL are destroyed. LoadGen never waits on a lost query.
+(and every later one) is completed at once with an empty response, the error is kept,
+LoadGen's test ends on its schedule, and the run raises `SutFailed` after the test has returned
+and the SUT and QSL are destroyed. LoadGen never waits on a lost query.
 
 The calling thread is inside LoadGen's C++ for the whole test, so Ctrl-C is acted on when the
 test returns (at most its duration later). LoadGen's issue thread needs the GIL to call
@@ -33,9 +40,11 @@ import gzip
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hf_cost.engines.batcher import Batcher, Completed
 from hf_cost.engines.loadgen_log import (
@@ -51,6 +60,8 @@ from hf_cost.engines.loadgen_log import (
 LATENCY_SOURCE = ("LoadGen's trace (mlperf_log_trace.json, Sample events): complete_ns, from when LoadGen "
                   "scheduled the query to its QuerySamplesComplete")
 
+Scenario = Literal["SingleStream", "MultiStream", "Offline", "Server"]
+
 
 class SutFailed(RuntimeError):
     """The candidate raised while LoadGen was running: raised after the test returned."""
@@ -63,25 +74,51 @@ def loadgen_available() -> bool:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    """What the TestSettings of one Server run say (mode PerformanceOnly, no mlperf.conf)."""
+class TestPlan:
+    """What the TestSettings of one run say (mode PerformanceOnly, no mlperf.conf). Fields a
+    scenario does not read are None."""
 
-    target_qps: float
-    latency_bound_ms: float
-    latency_percentile: float
+    __test__ = False  # not a pytest class
+
+    scenario: Scenario
     min_duration_s: float
     min_query_count: int
+    max_duration_s: float | None = None
+    latency_percentile: float | None = None  # Server: of the bound; Single/MultiStream: reported target
+    latency_bound_ms: float | None = None  # Server
+    target_qps: float | None = None  # Server
+    expected_latency_ms: float | None = None  # Single/MultiStream: LoadGen sizes its run from it
+    samples_per_query: int | None = None  # MultiStream
+    expected_qps: float | None = None  # Offline: LoadGen sizes its one query from it
 
     def test_settings(self, lg: Any) -> Any:
         ts = lg.TestSettings()
-        ts.scenario = lg.TestScenario.Server
+        ts.scenario = getattr(lg.TestScenario, self.scenario)
         ts.mode = lg.TestMode.PerformanceOnly
-        ts.server_target_qps = float(self.target_qps)
-        ts.server_target_latency_ns = round(self.latency_bound_ms * 1e6)
-        ts.server_target_latency_percentile = float(self.latency_percentile)
         ts.min_duration_ms = round(self.min_duration_s * 1e3)
         ts.min_query_count = int(self.min_query_count)
+        if self.max_duration_s is not None:
+            ts.max_duration_ms = round(self.max_duration_s * 1e3)
+        if self.scenario == "Server":
+            ts.server_target_qps = float(self.target_qps)
+            ts.server_target_latency_ns = round(self.latency_bound_ms * 1e6)
+            ts.server_target_latency_percentile = float(self.latency_percentile)
+        elif self.scenario == "SingleStream":
+            ts.single_stream_expected_latency_ns = round((self.expected_latency_ms or 1.0) * 1e6)
+            ts.single_stream_target_latency_percentile = float(self.latency_percentile)
+        elif self.scenario == "MultiStream":
+            ts.multi_stream_expected_latency_ns = round((self.expected_latency_ms or 1.0) * 1e6)
+            ts.multi_stream_target_latency_percentile = float(self.latency_percentile)
+            ts.multi_stream_samples_per_query = int(self.samples_per_query)
+        else:
+            ts.offline_expected_qps = float(self.expected_qps)
         return ts
+
+    @classmethod
+    def server(cls, target_qps: float, latency_bound_ms: float, latency_percentile: float, min_duration_s: float,
+               min_query_count: int) -> TestPlan:
+        return cls("Server", min_duration_s, min_query_count, latency_percentile=latency_percentile,
+                   latency_bound_ms=latency_bound_ms, target_qps=target_qps)
 
 
 @dataclass(frozen=True)
@@ -98,15 +135,22 @@ class ThreadSplit:
 
 
 @dataclass
-class ServerRun:
-    """One LoadGen Server test: its figures, and per sample (in LoadGen's issue order) its
-    latency from the trace and the batcher's record of it."""
+class LoadGenRun:
+    """One LoadGen test: its figures and, per sample in LoadGen's issue order, its latency from
+    the trace. ``batches``: each forward the SUT ran, in order: its sample indices, its seconds
+    (forward + synchronize) and when it finished, from LoadGen's first issue call (the SUT's own
+    perf_counter clock)."""
 
     figures: LoadGenFigures
     samples: list[TraceSample]
-    records: list[Completed]  # same order and length as samples
-    threads: ThreadSplit
     log_dir: Path | None  # None: no output folder, the logs were not kept
+    batches: list[tuple[list[int], float, float]] = field(default_factory=list)
+
+
+@dataclass
+class ServerRun(LoadGenRun):
+    records: list[Completed] = field(default_factory=list)  # same order and length as samples
+    threads: ThreadSplit = ThreadSplit(1, 1)
 
 
 def thread_split(workers: int) -> ThreadSplit:
@@ -117,22 +161,150 @@ def thread_split(workers: int) -> ThreadSplit:
     return ThreadSplit(available, max(1, available // workers))
 
 
-def run_server(candidate: Any, pset: Any, settings: ServerSettings, batching: Batching,
-               log_dir: Path | None) -> ServerRun:
-    """One LoadGen Server test of ``candidate`` on ``pset``; logs into ``log_dir``, which this
-    call creates (an existing folder is refused, so the trace it compresses and removes is
-    always the one LoadGen just wrote there)."""
+def _in_log_dir(log_dir: Path | None, body: Callable[[Path], LoadGenRun]) -> LoadGenRun:
+    """``body`` in ``log_dir``, which this call creates (an existing folder is refused, so the
+    trace it compresses and removes is always the one LoadGen just wrote there); without one, in
+    a temporary folder, and the run says no logs were kept."""
     if log_dir is None:
         with tempfile.TemporaryDirectory(prefix="hf_cost-loadgen-") as tmp:
-            run = _run(candidate, pset, settings, batching, Path(tmp))
+            run = body(Path(tmp))
         run.log_dir = None
         return run
     log_dir.parent.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir()  # FileExistsError for a folder this run did not make
-    return _run(candidate, pset, settings, batching, log_dir)
+    return body(log_dir)
 
 
-def _run(candidate: Any, pset: Any, settings: ServerSettings, batching: Batching, log_dir: Path) -> ServerRun:
+def _start_test(lg: Any, issue_queries: Callable[[list[Any]], None], num_samples: int, plan: TestPlan,
+                log_dir: Path) -> None:
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(log_dir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = True  # the per-sample latencies
+    sut = lg.ConstructSUT(issue_queries, lambda: None)
+    qsl = lg.ConstructQSL(num_samples, num_samples, lambda _ix: None, lambda _ix: None)
+    try:
+        lg.StartTestWithLogSettings(sut, qsl, plan.test_settings(lg), log_settings)
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+
+
+def _read(log_dir: Path) -> tuple[LoadGenFigures, list[TraceSample]]:
+    samples = read_trace_samples(log_dir / TRACE_LOG)
+    _compress(log_dir / TRACE_LOG)
+    return figures(read_detail_log(log_dir / DETAIL_LOG)), samples
+
+
+def _failed(exc: BaseException, unserved: int, total: int) -> SutFailed:
+    err = SutFailed(
+        f"the candidate raised during the LoadGen run ({type(exc).__name__}: {exc}); "
+        f"{unserved} of {total} samples were completed unserved so that LoadGen could finish"
+    )
+    err.__cause__ = exc
+    return err
+
+
+def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) -> LoadGenRun:
+    """One SingleStream or MultiStream test: each query (1 or N samples) is one forward, run
+    inside LoadGen's issue call; the next query comes when it completes."""
+    import mlperf_loadgen as lg
+    import torch
+
+    if plan.scenario not in ("SingleStream", "MultiStream"):
+        raise ValueError(f"run_stream runs SingleStream or MultiStream, not {plan.scenario}")
+    device = next(iter(pset.tensors.values())).device
+    views = [pset.one(i) for i in range(pset.num_samples)]  # single stream: prepared before any clock
+    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None}
+    batches: list[tuple[list[int], float, float]] = []
+
+    def issue_queries(samples: list[Any]) -> None:
+        state["total"] += len(samples)
+        state["start"] = state["start"] or time.perf_counter()
+        if state["failure"] is None:
+            try:
+                t0 = time.perf_counter()
+                if len(samples) == 1:
+                    candidate.forward(views[samples[0].index])
+                else:
+                    ix = [s.index for s in samples]
+                    candidate.forward(pset.batch(torch.tensor(ix, dtype=torch.long, device=device)))
+                candidate.synchronize()
+                done = time.perf_counter()
+                batches.append(([s.index for s in samples], done - t0, done - state["start"]))
+            except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
+                state["failure"] = exc
+        if state["failure"] is not None:
+            state["unserved"] += len(samples)
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+
+    def body(folder: Path) -> LoadGenRun:
+        with torch.inference_mode():
+            _start_test(lg, issue_queries, pset.num_samples, plan, folder)
+        if state["failure"] is not None:
+            raise _failed(state["failure"], state["unserved"], state["total"])
+        return LoadGenRun(*_read(folder), folder, batches)
+
+    return _in_log_dir(log_dir, body)
+
+
+def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_dir: Path | None,
+                bucket_by_length: bool = False) -> LoadGenRun:
+    """One Offline test: LoadGen's one query is cut into batches of ``batch_size`` in its own
+    order (``bucket_by_length``: sorted by token count first, so a batch pads little), each
+    completed as it finishes."""
+    import mlperf_loadgen as lg
+    import torch
+
+    device = next(iter(pset.tensors.values())).device
+    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None}
+    batches: list[tuple[list[int], float, float]] = []
+
+    def issue_queries(samples: list[Any]) -> None:
+        state["total"] += len(samples)
+        state["start"] = state["start"] or time.perf_counter()
+        ordered = bucketed(samples, pset.token_counts()) if bucket_by_length else list(samples)
+        # every batch's tensors are gathered before the first forward: no host work between batches
+        chunks = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+        inputs = [pset.batch(torch.tensor([s.index for s in c], dtype=torch.long, device=device)) for c in chunks]
+        for chunk, batch in zip(chunks, inputs):
+            if state["failure"] is None:
+                try:
+                    t0 = time.perf_counter()
+                    candidate.forward(batch)
+                    candidate.synchronize()
+                    done = time.perf_counter()
+                    batches.append(([s.index for s in chunk], done - t0, done - state["start"]))
+                except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
+                    state["failure"] = exc
+            if state["failure"] is not None:
+                state["unserved"] += len(chunk)
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in chunk])
+
+    def body(folder: Path) -> LoadGenRun:
+        with torch.inference_mode():
+            _start_test(lg, issue_queries, pset.num_samples, plan, folder)
+        if state["failure"] is not None:
+            raise _failed(state["failure"], state["unserved"], state["total"])
+        return LoadGenRun(*_read(folder), folder, batches)
+
+    return _in_log_dir(log_dir, body)
+
+
+def bucketed(items: list[Any], token_counts: list[int]) -> list[Any]:
+    """``items`` (each with ``.index``) sorted by their sample's token count, shortest first;
+    equal counts keep their order (a stable sort), so the cut into batches is reproducible."""
+    return sorted(items, key=lambda s: token_counts[s.index])
+
+
+def run_server(candidate: Any, pset: Any, settings: TestPlan, batching: Batching,
+               log_dir: Path | None) -> ServerRun:
+    """One LoadGen Server test of ``candidate`` on ``pset``; logs into ``log_dir``, which this
+    call creates."""
+    return _in_log_dir(log_dir, lambda folder: _run_server(candidate, pset, settings, batching, folder))
+
+
+def _run_server(candidate: Any, pset: Any, plan: TestPlan, batching: Batching, log_dir: Path) -> ServerRun:
     import mlperf_loadgen as lg
     import torch
 
@@ -141,7 +313,8 @@ def _run(candidate: Any, pset: Any, settings: ServerSettings, batching: Batching
 
     def run_batch(requests: list[Any]) -> None:
         indices = torch.tensor([r.index for r in requests], dtype=torch.long, device=device)
-        candidate.forward(pset.batch(indices))
+        with torch.inference_mode():
+            candidate.forward(pset.batch(indices))
         candidate.synchronize()
 
     def complete(done: list[Completed]) -> None:
@@ -160,29 +333,17 @@ def _run(candidate: Any, pset: Any, settings: ServerSettings, batching: Batching
             issued.append(s.id)
             batcher.submit(s.id, s.index)
 
-    log_settings = lg.LogSettings()
-    log_settings.log_output.outdir = str(log_dir)
-    log_settings.log_output.copy_summary_to_stdout = False
-    log_settings.enable_trace = True  # the per-sample latencies
-    sut = lg.ConstructSUT(issue_queries, lambda: None)
-    qsl = lg.ConstructQSL(pset.num_samples, pset.num_samples, lambda _ix: None, lambda _ix: None)
     try:
         with batcher:
-            lg.StartTestWithLogSettings(sut, qsl, settings.test_settings(lg), log_settings)
+            _start_test(lg, issue_queries, pset.num_samples, plan, log_dir)
     finally:
-        lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
         torch.set_num_threads(split.torch_threads_available)
     if batcher.failure is not None:
         failed = sum(r.error is not None for r in batcher.records)
-        raise SutFailed(
-            f"the candidate raised during the LoadGen run ({type(batcher.failure).__name__}: {batcher.failure}); "
-            f"{failed} of {len(batcher.records)} queries were completed unserved so that LoadGen could finish"
-        ) from batcher.failure
-    samples = read_trace_samples(log_dir / TRACE_LOG)
+        raise _failed(batcher.failure, failed, len(batcher.records))
+    found, samples = _read(log_dir)
     records = _paired(samples, batcher.records, issued)
-    _compress(log_dir / TRACE_LOG)
-    return ServerRun(figures(read_detail_log(log_dir / DETAIL_LOG)), samples, records, split, log_dir)
+    return ServerRun(found, samples, log_dir, records=records, threads=split)
 
 
 def _paired(samples: list[TraceSample], records: list[Completed], issued: list[int]) -> list[Completed]:

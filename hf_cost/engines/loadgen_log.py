@@ -43,8 +43,8 @@ class LoadGenFigures:
     validity: str  # LoadGen's result_validity: VALID or INVALID
     why: list[str]  # each reason it is INVALID (empty when VALID)
     queries: int
-    scheduled_qps: float
-    completed_qps: float
+    scheduled_qps: float | None  # Server: result_scheduled_samples_per_sec
+    completed_qps: float | None  # Server: result_completed_samples_per_sec
     overlatency_queries: int | None
     perf_constraints_met: bool | None  # the latency bound held at the target percentile
     min_duration_met: bool | None
@@ -58,6 +58,12 @@ class LoadGenFigures:
     errors: list[str]
     warnings: list[str]
     version: str | None  # loadgen_version, e.g. '6.0.17 @ d6147c7eb7'
+    scenario: str | None = None  # effective_scenario
+    samples_per_s: float | None = None  # Offline: result_samples_per_second
+    qps_with_overhead: float | None = None  # Single/MultiStream: result_qps_with_loadgen_overhead
+    qps_without_overhead: float | None = None  # Single/MultiStream: result_qps_without_loadgen_overhead
+    early_stopping_latency_ms: float | None = None  # Single/MultiStream: LoadGen's early-stopping estimate
+    samples_per_query: int | None = None  # effective_samples_per_query
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class TraceSample:
     scheduled_s: float  # when LoadGen scheduled it, from the start of its test
     latency_ms: float  # scheduled -> QuerySamplesComplete (LoadGen's complete_ns)
     issue_delay_ms: float  # scheduled -> LoadGen's call of issue_queries (its issue_start_ns)
+    query_seq: int = 0  # the query it belongs to (MultiStream: N samples per query; Offline: one query)
 
 
 def read_detail_log(path: Path) -> DetailLog:
@@ -116,8 +123,8 @@ def figures(log: DetailLog) -> LoadGenFigures:
     return LoadGenFigures(
         validity=validity, why=why if validity != "VALID" else [],
         queries=int(v["result_query_count"]),
-        scheduled_qps=float(v["result_scheduled_samples_per_sec"]),
-        completed_qps=float(v["result_completed_samples_per_sec"]),
+        scheduled_qps=_float(v.get("result_scheduled_samples_per_sec")),
+        completed_qps=_float(v.get("result_completed_samples_per_sec")),
         overlatency_queries=v.get("result_overlatency_query_count"),
         perf_constraints_met=flags["result_perf_constraints_met"],
         min_duration_met=flags["result_min_duration_met"],
@@ -129,6 +136,15 @@ def figures(log: DetailLog) -> LoadGenFigures:
         min_ms=_ms(v.get("result_min_latency_ns")),
         max_ms=_ms(v.get("result_max_latency_ns")),
         errors=log.errors, warnings=log.warnings, version=v.get("loadgen_version"),
+        scenario=v.get("effective_scenario"), samples_per_s=_float(v.get("result_samples_per_second")),
+        qps_with_overhead=_float(v.get("result_qps_with_loadgen_overhead")),
+        qps_without_overhead=_float(v.get("result_qps_without_loadgen_overhead")),
+        # SingleStream's estimate is early_stopping_latency_ss, MultiStream's early_stopping_latency_ms (ns
+        # both); each scenario also writes the other key as 0, and both are 0 when early stopping failed
+        early_stopping_latency_ms=_ms({"SingleStream": v.get("early_stopping_latency_ss"),
+                                       "MultiStream": v.get("early_stopping_latency_ms")}.get(
+                                           v.get("effective_scenario"))) if flags["early_stopping_met"] else None,
+        samples_per_query=v.get("effective_samples_per_query"),
     )
 
 
@@ -142,10 +158,25 @@ def read_trace_samples(path: Path) -> list[TraceSample]:
             event = json.loads(line.rstrip().rstrip(","))
             a = event["args"]
             samples.append(TraceSample(int(a["sample_seq"]), int(a["sample_idx"]), float(event["ts"]) / 1e6,
-                                       int(a["complete_ns"]) / 1e6, int(a["issue_start_ns"]) / 1e6))
+                                       int(a["complete_ns"]) / 1e6, int(a["issue_start_ns"]) / 1e6,
+                                       int(a.get("query_seq", 0))))
     samples.sort(key=lambda s: s.sample_seq)
     return samples
 
 
 def _ms(ns: Any) -> float | None:
     return None if ns is None else ns / 1e6
+
+
+def _float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def query_latencies(samples: list[TraceSample]) -> list[tuple[int, float, float]]:
+    """(query_seq, scheduled_s, latency_ms) per query, in issue order: a query's latency is its
+    last sample's (LoadGen's MultiStream per-query latency)."""
+    by_query: dict[int, tuple[float, float]] = {}
+    for s in samples:
+        at, lat = by_query.get(s.query_seq, (s.scheduled_s, 0.0))
+        by_query[s.query_seq] = (min(at, s.scheduled_s), max(lat, s.latency_ms))
+    return [(q, at, lat) for q, (at, lat) in sorted(by_query.items())]

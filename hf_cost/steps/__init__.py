@@ -13,6 +13,7 @@ from hf_cost.steps import (
     distill,
     drift,
     fine_tune,
+    multi_stream,
     offline,
     onnx,
     onnx_int8,
@@ -28,6 +29,7 @@ register(accuracy.AccuracyRunner)
 register(compare.CompareRunner)
 register(drift.DriftRunner)
 register(server.ServerRunner)
+register(multi_stream.MultiStreamRunner)
 register(fine_tune.FineTuneBuilder)
 register(distill.DistillBuilder)
 register(onnx.OnnxBuilder)

@@ -27,14 +27,13 @@ from hf_cost.config.schema import LOADGEN_MIN_DURATION_S, LOADGEN_MIN_QUERY_COUN
 from hf_cost.core.format import percentile_key
 from hf_cost.core.results import ScenarioResult, Validity
 from hf_cost.core.server_metrics import ServerMetrics, ServerProbe
-from hf_cost.errors import UserError
 from hf_cost.measure.latency import LatencyStats, percentile
 from hf_cost.models.context import RunContext
 from hf_cost.steps.base import MeasureStep, Plan
+from hf_cost.steps.loadgen_logs import log_outputs, log_root, require_loadgen
 
 MAX_QPS = 100_000.0  # LoadGen schedules target_qps x duration queries up front
 MAX_PROBES = 20
-LOG_FOLDER = "loadgen"
 
 
 def usable_cores() -> int:
@@ -82,26 +81,23 @@ class ServerRunner(MeasureStep):
     metrics = ServerMetrics
 
     def outputs(self, cfg: ServerScenario) -> list[str]:
-        return [f"{LOG_FOLDER}/{cfg.name}"]
+        return log_outputs(cfg)
 
     def check(self, cfg: ServerScenario, plan: Plan, where: str) -> None:
-        from hf_cost.engines.loadgen import loadgen_available
-
-        if not loadgen_available():
-            raise UserError('MLPerf LoadGen is not installed: pip install -e ".[loadgen]"', where=f"{where}.kind")
+        require_loadgen(f"{where}.kind")
 
     def run(self, cfg: ServerScenario, ctx: RunContext) -> list[ScenarioResult]:
         from hf_cost.engines.loadgen import (
             LATENCY_SOURCE,
             Batching,
-            ServerSettings,
+            TestPlan,
             run_server,
         )
         from hf_cost.engines.peak import find_peak
 
         cand, pset = ctx.candidate, ctx.perf_set
         batching = Batching(cfg.max_batch_size, cfg.max_queue_delay_ms, cfg.workers)
-        root = self._log_root(cfg, ctx)
+        root = log_root(cfg, ctx)
         warmed = self._warm_up(cfg, ctx)
         runs: list[tuple[float, Any]] = []
 
@@ -111,7 +107,7 @@ class ServerRunner(MeasureStep):
                              f"{percentile_key(cfg.latency_percentile)} ≤ {cfg.latency_bound_ms:g} ms, "
                              f"≥ {cfg.min_duration_s:g} s" + (f" (probe {k} of at most {cfg.max_probes})"
                                                                if cfg.find_peak else ""))
-            settings = ServerSettings(qps, cfg.latency_bound_ms, cfg.latency_percentile, cfg.min_duration_s,
+            settings = TestPlan.server(qps, cfg.latency_bound_ms, cfg.latency_percentile, cfg.min_duration_s,
                                       cfg.min_query_count)
             run = run_server(cand, pset, settings, batching, None if root is None else root / f"probe-{k}-qps-{qps:g}")
             runs.append((qps, run))
@@ -124,15 +120,6 @@ class ServerRunner(MeasureStep):
             if search is None:
                 probe(cfg.target_qps)
         return [self._result(cfg, ctx, runs, search, memory.to_dict(), warmed, LATENCY_SOURCE)]
-
-    @staticmethod
-    def _log_root(cfg: ServerScenario, ctx: RunContext) -> Path | None:
-        if ctx.artifacts_dir is None:
-            return None
-        root = Path(ctx.artifacts_dir) / LOG_FOLDER / str(cfg.name) / ctx.candidate.name
-        if Path(ctx.artifacts_dir).resolve() not in root.resolve().parents:
-            raise UserError(f"refusing to write LoadGen's logs outside the output folder: {root}", where=ctx.where)
-        return root
 
     @staticmethod
     def _warm_up(cfg: ServerScenario, ctx: RunContext) -> list[int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import statistics
+import time
 from typing import Any
 
 from hf_cost.config.schema import SingleStreamScenario
@@ -12,7 +14,8 @@ from hf_cost.measure.early_stopping import early_stopping_estimate
 from hf_cost.measure.latency import LatencyStats, percentile
 from hf_cost.measure.timing import StopRule, one_sample_queries, run_queries
 from hf_cost.models.context import RunContext
-from hf_cost.steps.base import MeasureStep
+from hf_cost.steps.base import MeasureStep, Plan
+from hf_cost.steps.loadgen_logs import log_outputs, log_root, relative_log_dir, require_loadgen
 
 
 class SingleStreamRunner(MeasureStep):
@@ -20,15 +23,30 @@ class SingleStreamRunner(MeasureStep):
     config = SingleStreamScenario
     metrics = SingleStreamMetrics
 
+    def outputs(self, cfg: SingleStreamScenario) -> list[str]:
+        return log_outputs(cfg) if cfg.engine == "loadgen" else []
+
+    def check(self, cfg: SingleStreamScenario, plan: Plan, where: str) -> None:
+        if cfg.engine == "loadgen":
+            require_loadgen(f"{where}.engine")
+
     def run(self, scenario: SingleStreamScenario, ctx: RunContext) -> list[ScenarioResult]:
         cand, pset = ctx.candidate, ctx.perf_set
         # views (natural lengths: each cut to its sample's own length), prepared before any clock starts
         samples = [pset.one(i) for i in range(pset.num_samples)]
         rng = random.Random(pset.seed)
         ctx.progress.say(f"[{scenario.name}] warm-up: {scenario.warmup_queries} queries")
+        warm_s = []  # LoadGen's expected latency (it sizes its run from it): each warm-up query timed
+        timed = scenario.engine == "loadgen"
         for _ in range(scenario.warmup_queries):
+            t0 = time.perf_counter()
             cand.forward(samples[rng.randrange(len(samples))])
+            if timed:
+                cand.synchronize()
+                warm_s.append(time.perf_counter() - t0)
         cand.synchronize()
+        if timed:
+            return [self._on_loadgen(scenario, ctx, statistics.median(warm_s) if warm_s else None)]
 
         stop = StopRule(
             min_duration_s=scenario.min_duration_s,
@@ -51,6 +69,44 @@ class SingleStreamRunner(MeasureStep):
             )
         indices = [ix[0] for ix in t.indices]
         return [self._result(scenario, ctx, t.latency_ms, t.issued_s, indices, t.cut_short, memory.to_dict())]
+
+    def _on_loadgen(self, scenario: SingleStreamScenario, ctx: RunContext, warm_s: float | None) -> ScenarioResult:
+        """LoadGen's SingleStream: it issues the queries, its trace gives each latency (from the
+        query's scheduled time) and its detail log the validity and early-stopping estimate."""
+        from hf_cost.engines.loadgen import LATENCY_SOURCE, TestPlan, run_stream
+
+        plan = TestPlan("SingleStream", scenario.min_duration_s, scenario.min_query_count,
+                        max_duration_s=scenario.max_duration_s, latency_percentile=scenario.target_percentile,
+                        expected_latency_ms=None if warm_s is None else warm_s * 1e3)
+        root = log_root(scenario, ctx)
+        ctx.progress.say(f"[{scenario.name}] LoadGen SingleStream until {scenario.min_duration_s:g} s and "
+                         f"{scenario.min_query_count} queries")
+        with ctx.memory() as memory:
+            run = run_stream(ctx.candidate, ctx.perf_set, plan, root)
+        f = run.figures
+        latencies = [s.latency_ms for s in run.samples]
+        issued = [s.scheduled_s for s in run.samples]
+        indices = [s.sample_index for s in run.samples]
+        result = self._result(scenario, ctx, latencies, issued, indices, False, memory.to_dict())
+        m = result.metrics
+        # LoadGen's own figures where it states them; the early-stopping estimate recomputed from
+        # the trace (m.early_stopping_latency_ms) must agree with LoadGen's, and the tests check it
+        m.early_stopping.detail = f.early_stopping_detail
+        m.qps_with_overhead, m.qps_without_overhead = f.qps_with_overhead, f.qps_without_overhead
+        ok = f.validity == "VALID"
+        result.validity = Validity(
+            result=f.validity, min_duration_satisfied=f.min_duration_met, min_queries_satisfied=f.min_queries_met,
+            early_stopping_satisfied=f.early_stopping_met, reduced_settings=scenario.reduced,
+            recommendations=([] if ok else list(f.why)) + [r for r in result.validity.recommendations
+                                                             if r.startswith("reduced settings")],
+        )
+        result.settings.update(engine="loadgen", expected_latency_ms=plan.expected_latency_ms,
+                               loadgen_log_dir=relative_log_dir(run.log_dir, ctx))
+        result.raw["issue_delay_ms"] = [s.issue_delay_ms for s in run.samples]
+        result.notes = [f"latencies: {LATENCY_SOURCE}",
+                        f"LoadGen {f.version}, SingleStream, PerformanceOnly, library defaults (no mlperf.conf) "
+                        "except the settings above; validity and qps figures are LoadGen's"]
+        return result
 
     def _result(
         self,
