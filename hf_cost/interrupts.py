@@ -77,8 +77,10 @@ def raise_if_interrupted() -> None:
 
 
 @contextmanager
-def signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done, then are delivered as usual.
+def signals_held() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM wait until the block is done, then are delivered as usual. The block
+    gets the list of signals held so far, to stop early on its own terms (a LoadGen test: its
+    system under test runs inside LoadGen's C++, where no exception may escape).
 
     Held at the Python level: a handler that only records the signal stands in during the
     block. (Blocking with pthread_sigmask would not do: it masks the main thread only, the
@@ -88,7 +90,7 @@ def signals_held() -> Iterator[None]:
     pending: list[int] = []
     previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in _HELD_SIGNALS}
     try:
-        yield
+        yield pending
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

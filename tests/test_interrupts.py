@@ -241,6 +241,14 @@ def setup(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "long-fine-tune.yaml",
     )
     long_single_stream = write_scenario(tmp, suite(tiny_bert_dir, single_stream(60, 100)), "long-single-stream.yaml")
+    loadgen = {kind: write_scenario(tmp, suite(tiny_bert_dir, body), f"long-{kind}.yaml") for kind, body in (
+        ("loadgen_single_stream", "\n  - {kind: single_stream, name: ss, engine: loadgen, min_duration_s: 600, "
+                                  "warmup_queries: 1}"),
+        ("loadgen_offline", "\n  - {kind: offline, name: offl, engine: loadgen, batch_sizes: [2], "
+                            "min_duration_s: 600, warmup_batches: 1}"),
+        ("multi_stream", "\n  - {kind: multi_stream, name: ms, samples_per_query: 2, min_duration_s: 600, "
+                         "warmup_queries: 1}"),
+    )}
     # The run that holds OUT while a second one starts: the second one's imports can take a
     # minute on a loaded machine, and the first must still be running when it is interrupted.
     holder = write_scenario(tmp, suite(tiny_bert_dir, single_stream(600, 100)), "holder.yaml")
@@ -259,6 +267,7 @@ def setup(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "single_stream": long_single_stream,
         "holder": holder,
         "earlier": earlier,
+        **loadgen,
     }
 
 
@@ -275,6 +284,9 @@ MARKERS = {
     "fine_tune": "[ft] run 1/1",
     "single_stream": "[ss] measuring until 60 s",
     "holder": "[ss] measuring until 600 s",
+    "loadgen_single_stream": "[ss] LoadGen SingleStream until 600 s",
+    "loadgen_offline": "[offl[bs=2]] LoadGen Offline",
+    "multi_stream": "[ms] LoadGen MultiStream",
 }
 
 
@@ -465,3 +477,25 @@ def test_sigint_after_the_commit_does_not_deny_the_results(
     assert (out_dir / "results.json").read_bytes() != old_results  # the commit happened
     assert "nothing this run made was kept" not in done.stderr, done.stderr
     assert last_line(done.stderr).startswith("interrupted (SIGINT): after the run had completed"), done.stderr
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("mlperf_loadgen") is None,
+                    reason='pip install -e ".[loadgen]"')
+@pytest.mark.parametrize("phase", ["loadgen_single_stream", "loadgen_offline", "multi_stream"])
+def test_ctrl_c_inside_a_loadgen_test_stops_it_within_a_query(setup: dict[str, Path], out_dir: Path,
+                                                              phase: str) -> None:
+    """LoadGen runs these SUTs on the main thread, inside its C++: the signal is held, the SUT
+    completes every later query unserved, and the run ends as any interrupted run does, long
+    before the 600 s test would have (and without an exception thrown through LoadGen)."""
+    before = tree_state(out_dir)
+    run = Run(cli(setup[phase], out_dir))
+    try:
+        run.wait_for(MARKERS[phase])
+        time.sleep(1.0)  # inside the test
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    finally:
+        run.kill()
+    assert last_line(run.stderr).startswith("interrupted (SIGINT)"), run.stderr
+    assert "Traceback" not in run.stderr and "terminate" not in run.stderr, run.stderr
+    assert describe_difference(before, tree_state(out_dir)) == ""

@@ -28,8 +28,13 @@ A SUT that raises mid-run: LoadGen's response has no error field, so every outst
 LoadGen's test ends on its schedule, and the run raises `SutFailed` after the test has returned
 and the SUT and QSL are destroyed. LoadGen never waits on a lost query.
 
-The calling thread is inside LoadGen's C++ for the whole test, so Ctrl-C is acted on when the
-test returns (at most its duration later). LoadGen's issue thread needs the GIL to call
+Ctrl-C and SIGTERM during a test are held (interrupts.signals_held) and delivered when it has
+returned: in SingleStream, MultiStream and Offline LoadGen calls ``issue_queries`` on the main
+thread, where Python runs signal handlers, and an exception raised there would go through
+LoadGen's C++. Once a signal is noted the SUT completes every later sample unserved, so
+LoadGen's remaining queries go at once and the run stops within about a query's time. In
+Server LoadGen keeps its Poisson schedule to the end whatever the SUT does, so Ctrl-C is acted
+on when the test returns (at most its duration later). LoadGen's issue thread needs the GIL to call
 ``issue_queries``; the wait for it is in each query's latency, as it would be for any Python
 SUT, and the trace's issue delay (raw ``issue_delay_ms``) shows it.
 """
@@ -40,8 +45,10 @@ import gzip
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -205,6 +212,26 @@ def _failed(exc: BaseException, unserved: int, total: int) -> SutFailed:
     return err
 
 
+def _raise_failure(state: dict[str, Any]) -> None:
+    """After the test: a candidate's error as `SutFailed`."""
+    if state["failure"] is not None:
+        raise _failed(state["failure"], state["unserved"], state["total"])
+
+
+@contextmanager
+def _signals_noted() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM during the test: noted (the SUT then completes every sample unserved,
+    so LoadGen's remaining queries go at once) and delivered when the test has returned. Only the
+    main thread can set signal handlers; elsewhere nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    from hf_cost.interrupts import signals_held
+
+    with signals_held() as pending:
+        yield pending
+
+
 def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) -> LoadGenRun:
     """One SingleStream or MultiStream test: each query (1 or N samples) is one forward, run
     inside LoadGen's issue call; the next query comes when it completes."""
@@ -215,13 +242,13 @@ def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) 
         raise ValueError(f"run_stream runs SingleStream or MultiStream, not {plan.scenario}")
     device = next(iter(pset.tensors.values())).device
     views = [pset.one(i) for i in range(pset.num_samples)]  # single stream: prepared before any clock
-    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None}
+    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None, "signals": []}
     batches: list[tuple[list[int], float, float]] = []
 
     def issue_queries(samples: list[Any]) -> None:
         state["total"] += len(samples)
         state["start"] = state["start"] or time.perf_counter()
-        if state["failure"] is None:
+        if state["failure"] is None and not state["signals"]:
             try:
                 t0 = time.perf_counter()
                 if len(samples) == 1:
@@ -234,15 +261,14 @@ def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) 
                 batches.append(([s.index for s in samples], done - t0, done - state["start"]))
             except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
                 state["failure"] = exc
-        if state["failure"] is not None:
+        if state["failure"] is not None or state["signals"]:
             state["unserved"] += len(samples)
         lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
 
     def body(folder: Path) -> LoadGenRun:
-        with torch.inference_mode():
+        with torch.inference_mode(), _signals_noted() as state["signals"]:
             _start_test(lg, issue_queries, pset.num_samples, plan, folder)
-        if state["failure"] is not None:
-            raise _failed(state["failure"], state["unserved"], state["total"])
+        _raise_failure(state)
         return LoadGenRun(*_read(folder), folder, batches)
 
     return _in_log_dir(log_dir, body)
@@ -257,7 +283,7 @@ def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_
     import torch
 
     device = next(iter(pset.tensors.values())).device
-    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None}
+    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None, "signals": []}
     batches: list[tuple[list[int], float, float]] = []
 
     def issue_queries(samples: list[Any]) -> None:
@@ -268,7 +294,7 @@ def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_
         chunks = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
         inputs = [pset.batch(torch.tensor([s.index for s in c], dtype=torch.long, device=device)) for c in chunks]
         for chunk, batch in zip(chunks, inputs):
-            if state["failure"] is None:
+            if state["failure"] is None and not state["signals"]:
                 try:
                     t0 = time.perf_counter()
                     candidate.forward(batch)
@@ -277,15 +303,14 @@ def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_
                     batches.append(([s.index for s in chunk], done - t0, done - state["start"]))
                 except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
                     state["failure"] = exc
-            if state["failure"] is not None:
+            if state["failure"] is not None or state["signals"]:
                 state["unserved"] += len(chunk)
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in chunk])
 
     def body(folder: Path) -> LoadGenRun:
-        with torch.inference_mode():
+        with torch.inference_mode(), _signals_noted() as state["signals"]:
             _start_test(lg, issue_queries, pset.num_samples, plan, folder)
-        if state["failure"] is not None:
-            raise _failed(state["failure"], state["unserved"], state["total"])
+        _raise_failure(state)
         return LoadGenRun(*_read(folder), folder, batches)
 
     return _in_log_dir(log_dir, body)
