@@ -54,6 +54,8 @@ def suite(model_dir: Path, steps: str) -> str:
     ("target_qps: 10, latency_bound_ms: 10, workers: 100000", "workers", "usable cores"),
     ("target_qps: 10, latency_bound_ms: 10, max_probes: 1000", "max_probes", "less than or equal"),
     ("target_qps: 10, latency_bound_ms: 10, max_queue_delay_ms: -1", "max_queue_delay_ms", "greater than or equal"),
+    ("target_qps: 10, latency_bound_ms: 10, min_target_qps: 0", "min_target_qps", "greater than 0"),
+    ("target_qps: 10, latency_bound_ms: 10, min_target_qps: 20", "min_target_qps", "above target_qps"),
 ])
 def test_bad_numbers_are_refused_by_the_config(setting: str, key: str, says: str, tiny_bert_dir: Path,
                                                tmp_path: Path, write_scenario: Any,
@@ -165,6 +167,11 @@ def test_find_peak_halves_when_the_start_is_already_invalid() -> None:
     assert none.peak is None and len(none.probed) == 3
     ceiling = find_peak(lambda q: True, start=10, max_probes=30, ceiling=100)
     assert ceiling.peak == 80 and "ceiling" in ceiling.stopped
+    floored = find_peak(lambda q: q <= 5, start=100, max_probes=10, floor=20)
+    assert [q for q, _ in floored.probed] == [100, 50, 25] and floored.peak is None
+    assert floored.stopped == "halving again would go below the floor of 20"
+    above = find_peak(lambda q: q <= 30, start=100, max_probes=10, floor=20)  # the floor only stops halving
+    assert [q for q, _ in above.probed][:3] == [100, 50, 25] and above.peak is not None and above.peak >= 25
 
 
 # --- real LoadGen runs --------------------------------------------------------------------------------

@@ -26,10 +26,10 @@ class PeakSearch:
 
 def find_peak(
     probe: Callable[[float], bool], start: float, max_probes: int, *, precision: float = PRECISION,
-    ceiling: float | None = None,
+    ceiling: float | None = None, floor: float | None = None,
 ) -> PeakSearch:
     """Probe ``probe(load) -> VALID?`` as described above; ``max_probes`` >= 1. Doubling stops
-    before it would pass ``ceiling``."""
+    before it would pass ``ceiling``, halving before it would go below ``floor``."""
     if max_probes < 1:
         raise ValueError(f"max_probes must be at least 1, got {max_probes}")
     probed: list[tuple[float, bool]] = []
@@ -51,6 +51,8 @@ def find_peak(
                 valid *= 2
             else:
                 invalid = valid * 2
+        elif valid is None and floor is not None and invalid / 2 < floor:
+            stopped = f"halving again would go below the floor of {floor:g}"
         elif valid is None:
             if run(invalid / 2):
                 valid = invalid / 2

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hf_cost.config.base import MeasuredStep
 from hf_cost.config.fields import BatchSize, Float, PosFloat, PosInt
@@ -57,6 +57,16 @@ class ServerScenario(MeasuredStep):
     find_peak: bool = Field(False, description="search for the highest VALID QPS: double from target_qps "
                             "until INVALID, then bisect; every probe is a full LoadGen run")
     max_probes: PosInt = Field(8, le=MAX_PROBES, description="find_peak's bound on LoadGen runs")
+    min_target_qps: PosFloat | None = Field(None, description=(
+        "find_peak never probes below this QPS (halving stops there and says so): a probe lasts at least "
+        "min_query_count / QPS seconds, so a low floor bounds the search's time"))
+
+    @model_validator(mode="after")
+    def _floor(self) -> ServerScenario:
+        if self.min_target_qps is not None and self.min_target_qps > self.target_qps:
+            raise ValueError(f"min_target_qps: {self.min_target_qps:g} is above target_qps ({self.target_qps:g}), "
+                             "where find_peak starts")
+        return self
 
 
     def activation_batches(self) -> list[tuple[str, int, bool]]:
@@ -116,7 +126,8 @@ class ServerRunner(MeasureStep):
             return run.figures.validity == "VALID"
 
         with ctx.memory() as memory:
-            search = find_peak(probe, cfg.target_qps, cfg.max_probes, ceiling=MAX_QPS) if cfg.find_peak else None
+            search = (find_peak(probe, cfg.target_qps, cfg.max_probes, ceiling=MAX_QPS, floor=cfg.min_target_qps)
+                      if cfg.find_peak else None)
             if search is None:
                 probe(cfg.target_qps)
         return [self._result(cfg, ctx, runs, search, memory.to_dict(), warmed, LATENCY_SOURCE)]
