@@ -155,8 +155,9 @@ def main() -> int:
     import torch
 
     from hf_cost.data.performance_set import build_performance_set
-    from hf_cost.engines.loadgen import Batching, TestPlan, run_offline, run_server, run_stream
+    from hf_cost.engines.loadgen import TestPlan, run_offline, run_stream
     from hf_cost.engines.loadgen_log import DETAIL_LOG, read_detail_log
+    from hf_cost.engines.loadgen_server import Batching, run_server
     from hf_cost.measure.cpu_flags import read_cpu_flags
     from hf_cost.measure.environment import collect_environment
     from hf_cost.measure.interleave import RatioSummary, claim, log_ratio_ci, round_orders

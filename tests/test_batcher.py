@@ -197,3 +197,39 @@ def test_each_worker_is_started_with_the_hook_and_more_workers_share_the_queue()
     assert sorted(c.key for c in b.records) == list(range(30))
     with pytest.raises(RuntimeError, match="closed"):
         b.submit(99, 0)
+
+
+def test_worker_0_can_serve_on_the_callers_thread_until_finish_is_called_elsewhere() -> None:
+    """What the LoadGen server does: worker 0 on the main thread, another in a thread of the
+    batcher's own, requests submitted and `finish` called from a third thread. Every request is
+    served once, worker 0's batches ran on the calling thread, and serve returns after finish."""
+    import threading
+
+    ran_on: dict[int, set[str]] = {}
+    lock = threading.Lock()
+
+    def run_batch(requests: list) -> None:  # type: ignore[type-arg]
+        with lock:
+            for r in requests:
+                ran_on.setdefault(r.key, set()).add(threading.current_thread().name)
+
+    batcher = Batcher(run_batch, max_batch_size=3, max_queue_delay_ms=1.0, workers=2)
+
+    def client() -> None:
+        for i in range(200):
+            batcher.submit(i, i)
+        batcher.finish()
+
+    batcher.start(leave=1)
+    feeder = threading.Thread(target=client, name="client")
+    feeder.start()
+    batcher.serve(0)  # returns once finish was called and the queue is empty
+    feeder.join()
+    batcher.close()
+    assert sorted(ran_on) == list(range(200)) and all(len(v) == 1 for v in ran_on.values())
+    assert sorted(r.key for r in batcher.records) == list(range(200))
+    by_worker = {r.worker for r in batcher.records}
+    assert by_worker <= {0, 1}
+    main = threading.current_thread().name
+    for r in batcher.records:
+        assert (next(iter(ran_on[r.key])) == main) == (r.worker == 0)

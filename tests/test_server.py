@@ -302,18 +302,27 @@ def test_the_cost_at_the_latency_bound_and_selection_read_the_real_runs_peak(ser
 
 
 FAILING = """
-import sys, threading
+import sys
+import mlperf_loadgen
 from hf_cost.models.torch_candidate import TorchCandidate
 
-forward, served = TorchCandidate.forward, [0]
+forward, start_test, served = TorchCandidate.forward, mlperf_loadgen.StartTestWithLogSettings, [None]
+
+def in_test(*args):  # forwards are counted only while LoadGen's test runs (warm-up's are outside it)
+    served[0] = 0
+    try:
+        return start_test(*args)
+    finally:
+        served[0] = None
 
 def failing(self, batch):
-    if threading.current_thread().name.startswith("batcher-worker"):
+    if served[0] is not None:
         served[0] += 1
         if served[0] > 5:
             raise RuntimeError("injected failure in forward")
     return forward(self, batch)
 
+mlperf_loadgen.StartTestWithLogSettings = in_test
 TorchCandidate.forward = failing
 from hf_cost.cli import main
 sys.exit(main(["run", sys.argv[1], "--output", sys.argv[2], "--quiet"]))
@@ -369,7 +378,8 @@ def test_a_batcher_larger_than_the_memory_estimate_is_refused(monkeypatch: pytes
 
 def test_a_log_folder_that_exists_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     """run_server removes the trace it compressed: only in a folder it made, never in one it found."""
-    from hf_cost.engines.loadgen import Batching, TestPlan, run_server
+    from hf_cost.engines.loadgen import TestPlan
+    from hf_cost.engines.loadgen_server import Batching, run_server
 
     found = tmp_path / "probe-1-qps-10"
     found.mkdir()

@@ -122,11 +122,24 @@ class Batcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self, *, leave: int = 0) -> None:
+        """Start a thread for each worker but the first ``leave``, which the caller runs on threads
+        of its own with `serve` (the main thread: see engines/loadgen_server.py)."""
         self._threads = [threading.Thread(target=self._serve, args=(w,), name=f"batcher-worker-{w}", daemon=True)
-                         for w in range(self.workers)]
+                         for w in range(leave, self.workers)]
         for t in self._threads:
             t.start()
+
+    def serve(self, worker: int) -> None:
+        """Worker ``worker``'s loop on the calling thread, until `finish` (or `close`) and nothing is queued."""
+        self._serve(worker)
+
+    def finish(self) -> None:
+        """Stop taking requests: the workers serve what is queued (at once, whatever the delay) and
+        return. Callable from any thread; `close` also waits for the worker threads."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
 
     def submit(self, key: Any, index: int, arrival_s: float | None = None) -> None:
         """Queue one request; it arrived now unless ``arrival_s`` says when."""
@@ -139,9 +152,7 @@ class Batcher:
 
     def close(self) -> None:
         """Serve what is still queued (at once, whatever the delay), then stop the workers."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        self.finish()
         for t in self._threads:
             t.join()
         self._threads = []

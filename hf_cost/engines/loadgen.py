@@ -3,18 +3,13 @@ each of its four scenarios. LoadGen issues the queries and decides validity; hf_
 the system under test (SUT) and a query-sample library (QSL) over the performance sample set.
 
 The SUTs:
-- **Server** (`run_server`): LoadGen's issue thread calls ``issue_queries`` at each query's
-  scheduled time (Poisson arrivals at ``server_target_qps``); it only queues the samples in the
-  `Batcher` (arrival = the batcher's clock at that call) and returns. ``workers`` batcher
-  threads (model instances sharing the one candidate) each take a batch, run
-  ``candidate.forward(pset.batch(indices))`` and ``candidate.synchronize()``, then call
-  ``QuerySamplesComplete`` for its samples. Torch's intra-op threads are split between them
-  (`thread_split`), and the split is recorded.
+- **Server** (engines/loadgen_server.py): LoadGen's issue thread only queues each query in the
+  dynamic batcher, whose worker threads run the candidate and complete the queries.
 - **SingleStream / MultiStream** (`run_stream`): the next query is issued only when the last
   one completed, so the query runs inside ``issue_queries`` itself: one forward of its samples
   (MultiStream: its N samples as one batch, padded to their longest member), then
-  ``QuerySamplesComplete``. No thread of ours waits between queries (the design measured
-  against a worker thread in benchmarks/loadgen_engines.py).
+  ``QuerySamplesComplete``. No thread of ours waits between queries: a worker thread fed by a
+  queue was slower (benchmarks/loadgen_engines.py, part 6).
 - **Offline** (`run_offline`): the one query holds every sample; ``issue_queries`` cuts it into
   batches of ``batch_size`` (optionally sorted by length first: length bucketing) and completes
   each batch as it finishes.
@@ -53,7 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hf_cost.engines.batcher import Batcher, Completed
 from hf_cost.engines.loadgen_log import (
     DETAIL_LOG,
     TRACE_LOG,
@@ -128,19 +122,6 @@ class TestPlan:
                    latency_bound_ms=latency_bound_ms, target_qps=target_qps)
 
 
-@dataclass(frozen=True)
-class Batching:
-    max_batch_size: int = 1
-    max_queue_delay_ms: float = 0.0
-    workers: int = 1
-
-
-@dataclass(frozen=True)
-class ThreadSplit:
-    torch_threads_available: int  # torch.get_num_threads() before the run
-    torch_threads_per_worker: int
-
-
 @dataclass
 class LoadGenRun:
     """One LoadGen test: its figures and, per sample in LoadGen's issue order, its latency from
@@ -154,21 +135,7 @@ class LoadGenRun:
     batches: list[tuple[list[int], float, float]] = field(default_factory=list)
 
 
-@dataclass
-class ServerRun(LoadGenRun):
-    records: list[Completed] = field(default_factory=list)  # same order and length as samples
-    threads: ThreadSplit = ThreadSplit(1, 1)
-
-
-def thread_split(workers: int) -> ThreadSplit:
-    """Torch's intra-op threads shared out: each worker gets available // workers (at least 1)."""
-    import torch
-
-    available = torch.get_num_threads()
-    return ThreadSplit(available, max(1, available // workers))
-
-
-def _in_log_dir(log_dir: Path | None, body: Callable[[Path], LoadGenRun]) -> LoadGenRun:
+def in_log_dir(log_dir: Path | None, body: Callable[[Path], LoadGenRun]) -> LoadGenRun:
     """``body`` in ``log_dir``, which this call creates (an existing folder is refused, so the
     trace it compresses and removes is always the one LoadGen just wrote there); without one, in
     a temporary folder, and the run says no logs were kept."""
@@ -182,7 +149,7 @@ def _in_log_dir(log_dir: Path | None, body: Callable[[Path], LoadGenRun]) -> Loa
     return body(log_dir)
 
 
-def _start_test(lg: Any, issue_queries: Callable[[list[Any]], None], num_samples: int, plan: TestPlan,
+def start_test(lg: Any, issue_queries: Callable[[list[Any]], None], num_samples: int, plan: TestPlan,
                 log_dir: Path) -> None:
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(log_dir)
@@ -197,13 +164,13 @@ def _start_test(lg: Any, issue_queries: Callable[[list[Any]], None], num_samples
         lg.DestroySUT(sut)
 
 
-def _read(log_dir: Path) -> tuple[LoadGenFigures, list[TraceSample]]:
+def read_logs(log_dir: Path) -> tuple[LoadGenFigures, list[TraceSample]]:
     samples = read_trace_samples(log_dir / TRACE_LOG)
     _compress(log_dir / TRACE_LOG)
     return figures(read_detail_log(log_dir / DETAIL_LOG)), samples
 
 
-def _failed(exc: BaseException, unserved: int, total: int) -> SutFailed:
+def sut_failed(exc: BaseException, unserved: int, total: int) -> SutFailed:
     err = SutFailed(
         f"the candidate raised during the LoadGen run ({type(exc).__name__}: {exc}); "
         f"{unserved} of {total} samples were completed unserved so that LoadGen could finish"
@@ -215,11 +182,11 @@ def _failed(exc: BaseException, unserved: int, total: int) -> SutFailed:
 def _raise_failure(state: dict[str, Any]) -> None:
     """After the test: a candidate's error as `SutFailed`."""
     if state["failure"] is not None:
-        raise _failed(state["failure"], state["unserved"], state["total"])
+        raise sut_failed(state["failure"], state["unserved"], state["total"])
 
 
 @contextmanager
-def _signals_noted() -> Iterator[list[int]]:
+def signals_noted() -> Iterator[list[int]]:
     """Ctrl-C and SIGTERM during the test: noted (the SUT then completes every sample unserved,
     so LoadGen's remaining queries go at once) and delivered when the test has returned. Only the
     main thread can set signal handlers; elsewhere nothing is held."""
@@ -266,12 +233,12 @@ def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) 
         lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
 
     def body(folder: Path) -> LoadGenRun:
-        with torch.inference_mode(), _signals_noted() as state["signals"]:
-            _start_test(lg, issue_queries, pset.num_samples, plan, folder)
+        with torch.inference_mode(), signals_noted() as state["signals"]:
+            start_test(lg, issue_queries, pset.num_samples, plan, folder)
         _raise_failure(state)
-        return LoadGenRun(*_read(folder), folder, batches)
+        return LoadGenRun(*read_logs(folder), folder, batches)
 
-    return _in_log_dir(log_dir, body)
+    return in_log_dir(log_dir, body)
 
 
 def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_dir: Path | None,
@@ -308,80 +275,18 @@ def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in chunk])
 
     def body(folder: Path) -> LoadGenRun:
-        with torch.inference_mode(), _signals_noted() as state["signals"]:
-            _start_test(lg, issue_queries, pset.num_samples, plan, folder)
+        with torch.inference_mode(), signals_noted() as state["signals"]:
+            start_test(lg, issue_queries, pset.num_samples, plan, folder)
         _raise_failure(state)
-        return LoadGenRun(*_read(folder), folder, batches)
+        return LoadGenRun(*read_logs(folder), folder, batches)
 
-    return _in_log_dir(log_dir, body)
+    return in_log_dir(log_dir, body)
 
 
 def bucketed(items: list[Any], token_counts: list[int]) -> list[Any]:
     """``items`` (each with ``.index``) sorted by their sample's token count, shortest first;
     equal counts keep their order (a stable sort), so the cut into batches is reproducible."""
     return sorted(items, key=lambda s: token_counts[s.index])
-
-
-def run_server(candidate: Any, pset: Any, settings: TestPlan, batching: Batching,
-               log_dir: Path | None) -> ServerRun:
-    """One LoadGen Server test of ``candidate`` on ``pset``; logs into ``log_dir``, which this
-    call creates."""
-    return _in_log_dir(log_dir, lambda folder: _run_server(candidate, pset, settings, batching, folder))
-
-
-def _run_server(candidate: Any, pset: Any, plan: TestPlan, batching: Batching, log_dir: Path) -> ServerRun:
-    import mlperf_loadgen as lg
-    import torch
-
-    device = next(iter(pset.tensors.values())).device
-    split = thread_split(batching.workers)
-
-    def run_batch(requests: list[Any]) -> None:
-        indices = torch.tensor([r.index for r in requests], dtype=torch.long, device=device)
-        with torch.inference_mode():
-            candidate.forward(pset.batch(indices))
-        candidate.synchronize()
-
-    def complete(done: list[Completed]) -> None:
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(c.key, 0, 0) for c in done])
-
-    batcher = Batcher(
-        run_batch, max_batch_size=batching.max_batch_size, max_queue_delay_ms=batching.max_queue_delay_ms,
-        workers=batching.workers, on_done=complete,
-        on_worker_start=lambda _w: torch.set_num_threads(split.torch_threads_per_worker),
-    )
-
-    issued: list[int] = []  # LoadGen's query ids in issue order
-
-    def issue_queries(samples: list[Any]) -> None:
-        for s in samples:
-            issued.append(s.id)
-            batcher.submit(s.id, s.index)
-
-    try:
-        with batcher:
-            _start_test(lg, issue_queries, pset.num_samples, plan, log_dir)
-    finally:
-        torch.set_num_threads(split.torch_threads_available)
-    if batcher.failure is not None:
-        failed = sum(r.error is not None for r in batcher.records)
-        raise _failed(batcher.failure, failed, len(batcher.records))
-    found, samples = _read(log_dir)
-    records = _paired(samples, batcher.records, issued)
-    return ServerRun(found, samples, log_dir, records=records, threads=split)
-
-
-def _paired(samples: list[TraceSample], records: list[Completed], issued: list[int]) -> list[Completed]:
-    """The batcher's records (keyed by LoadGen's query ids) in LoadGen's issue order, checked
-    against the trace's samples sample index by sample index."""
-    by_id = {r.key: r for r in records}
-    ordered = [by_id[i] for i in issued if i in by_id]
-    if len(ordered) != len(samples) or any(r.index != s.sample_index for r, s in zip(ordered, samples)):
-        raise RuntimeError(
-            f"LoadGen's trace ({len(samples)} samples) and the batcher's records ({len(ordered)}) do not "
-            "pair up in issue order, so queueing figures cannot be given per query"
-        )
-    return ordered
 
 
 def _compress(path: Path) -> None:

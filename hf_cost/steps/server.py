@@ -3,7 +3,7 @@
 VALID when the ``latency_percentile`` latency stays within ``latency_bound_ms`` (with LoadGen's
 minimum duration, query count and early stopping).
 
-The engine is LoadGen itself (hf_cost/engines/loadgen.py): the figures are LoadGen's, read from
+The engine is LoadGen itself (hf_cost/engines/loadgen_server.py): the figures are LoadGen's, read from
 its detail log, and each query's latency is LoadGen's own, from the time it scheduled the query
 (its trace). ``find_peak`` searches for the highest target QPS that stays VALID (engines/peak.py):
 every probe is a full LoadGen run, at most ``max_probes`` of them. LoadGen's logs of every probe
@@ -97,12 +97,8 @@ class ServerRunner(MeasureStep):
         require_loadgen(f"{where}.kind")
 
     def run(self, cfg: ServerScenario, ctx: RunContext) -> list[ScenarioResult]:
-        from hf_cost.engines.loadgen import (
-            LATENCY_SOURCE,
-            Batching,
-            TestPlan,
-            run_server,
-        )
+        from hf_cost.engines.loadgen import LATENCY_SOURCE, TestPlan
+        from hf_cost.engines.loadgen_server import Batching, run_server
         from hf_cost.engines.peak import find_peak
 
         cand, pset = ctx.candidate, ctx.perf_set
