@@ -155,7 +155,7 @@ def main() -> int:
     import torch
 
     from hf_cost.data.performance_set import build_performance_set
-    from hf_cost.engines.loadgen import TestPlan, run_offline, run_stream
+    from hf_cost.engines.loadgen import TestPlan, run_offline, run_stream, start_test
     from hf_cost.engines.loadgen_log import DETAIL_LOG, read_detail_log
     from hf_cost.engines.loadgen_server import Batching, run_server
     from hf_cost.measure.cpu_flags import read_cpu_flags
@@ -288,12 +288,6 @@ def main() -> int:
                     serve(samples)
 
         with tempfile.TemporaryDirectory(prefix="loadgen_engines-") as tmp:
-            log = lg.LogSettings()
-            log.log_output.outdir = tmp
-            log.log_output.copy_summary_to_stdout = False
-            log.enable_trace = trace
-            sut = lg.ConstructSUT(jobs.put if worker else serve, lambda: None)
-            qsl = lg.ConstructQSL(len(views), len(views), lambda _ix: None, lambda _ix: None)
             thread = threading.Thread(target=work, name="sut-worker", daemon=True) if worker else None
             before = torch.get_num_threads()
             try:
@@ -302,14 +296,12 @@ def main() -> int:
                 if thread is not None:
                     thread.start()
                 with torch.inference_mode():
-                    lg.StartTestWithLogSettings(sut, qsl, plan.test_settings(lg), log)
+                    start_test(lg, jobs.put if worker else serve, len(views), plan, Path(tmp), trace=trace)
             finally:
                 if thread is not None:
                     jobs.put(None)
                     thread.join()
                 torch.set_num_threads(before)
-                lg.DestroyQSL(qsl)
-                lg.DestroySUT(sut)
             if seen["failure"] is not None:
                 raise RuntimeError(f"part 6 SUT raised: {seen['failure']!r}") from seen["failure"]
             v = read_detail_log(Path(tmp) / DETAIL_LOG).values
@@ -326,17 +318,7 @@ def main() -> int:
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
 
         with tempfile.TemporaryDirectory(prefix="loadgen_engines-") as tmp:
-            log = lg.LogSettings()
-            log.log_output.outdir = tmp
-            log.log_output.copy_summary_to_stdout = False
-            log.enable_trace = False
-            sut = lg.ConstructSUT(issue, lambda: None)
-            qsl = lg.ConstructQSL(n, n, lambda _ix: None, lambda _ix: None)
-            try:
-                lg.StartTestWithLogSettings(sut, qsl, plan.test_settings(lg), log)
-            finally:
-                lg.DestroyQSL(qsl)
-                lg.DestroySUT(sut)
+            start_test(lg, issue, n, plan, Path(tmp), trace=False)
         return got
 
     def offline_batches(ps: Any, order: list[int]) -> tuple[list[Any], list[dict[str, Any]]]:

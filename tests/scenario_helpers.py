@@ -19,6 +19,17 @@ def vocab_words(model_dir: Path) -> list[str]:
     return [w for w in words if not w.startswith("[")]
 
 
+def word_counts_csv(path: Path, model_dir: Path, word_counts: list[int]) -> Path:
+    """One row per entry: a text of that many vocabulary words (k words -> k + 2 tokens)."""
+    words = vocab_words(model_dir)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for row, k in enumerate(word_counts):
+            writer.writerow([" ".join(words[(row + j) % len(words)] for j in range(k)), "pos"])
+    return path
+
+
 def easy_csv(path: Path, model_dir: Path, n: int = 200, seed: int = 0, random_labels: bool = False) -> Path:
     """'pos' texts repeat one word, 'neg' texts another; the rest are random vocabulary words."""
     words = vocab_words(model_dir)

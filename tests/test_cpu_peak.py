@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hf_cost.measure.cpu_peak import CpuFacts, estimate_cpu_peak, read_cpu_facts
-from hf_cost.measure.flops import peak_for
+from hf_cost.measure.peak_flops import peak_for
 
 SKYLAKE_SP = "fpu sse sse2 avx fma avx2 avx512f avx512dq avx512bw avx512vl"
 ZEN3 = "fpu sse sse2 avx fma avx2"

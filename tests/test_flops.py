@@ -13,9 +13,8 @@ from hf_cost.measure.flops import (
     analytic_encoder_flops,
     count_forward_flops,
     count_train_step_flops,
-    known_peak_tflops,
-    mfu,
 )
+from hf_cost.measure.peak_flops import known_peak_tflops, mfu
 
 CPU_SDPA = "aten._scaled_dot_product_flash_attention_for_cpu"
 CPU_SDPA_BACKWARD = "aten._scaled_dot_product_flash_attention_for_cpu_backward"

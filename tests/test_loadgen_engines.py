@@ -15,21 +15,17 @@ Lengths: every vocabulary word of the tiny tokenizer is one token, so a text of 
 
 from __future__ import annotations
 
-import csv
 import gzip
 import itertools
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import HF_HOME, REPO_ROOT
-from scenario_helpers import SEQ, vocab_words
+from loadgen_helpers import run_with_failing_forward
+from scenario_helpers import SEQ, word_counts_csv
 
 from hf_cost.cli import main
 from hf_cost.engines.loadgen_log import (
@@ -66,17 +62,6 @@ def natural_suite(model_dir: Path, data: Path, steps: str) -> str:
         """) + textwrap.indent(textwrap.dedent(steps).strip(), "  ") + "\n"
 
 
-def texts_csv(path: Path, model_dir: Path, word_counts: list[int]) -> Path:
-    """One row per entry: a text of that many vocabulary words (k words -> k + 2 tokens)."""
-    words = vocab_words(model_dir)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        for row, k in enumerate(word_counts):
-            writer.writerow([" ".join(words[(row + j) % len(words)] for j in range(k)), "pos"])
-    return path
-
-
 def validate_error(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """`validate` must exit 2 with one error line; that line."""
     assert main(["validate", str(path)]) == 2
@@ -108,7 +93,7 @@ def test_bucket_by_length_is_refused_with_fixed_lengths(tiny_bert_dir: Path, tmp
     line = validate_error(path, capsys)
     assert "scenarios[0].bucket_by_length" in line and "natural" in line
     # a dataset read at fixed lengths is refused the same way; at natural lengths it is accepted
-    data = texts_csv(tmp_path / "t.csv", tiny_bert_dir, WORD_COUNTS)
+    data = word_counts_csv(tmp_path / "t.csv", tiny_bert_dir, WORD_COUNTS)
     fixed = natural_suite(tiny_bert_dir, data, "- {kind: offline, bucket_by_length: true}").replace(
         f"num_samples: {len(WORD_COUNTS)}", f"num_samples: {len(WORD_COUNTS)}, lengths: fixed")
     line = validate_error(write_scenario(tmp_path, fixed, "fixed.yaml"), capsys)
@@ -342,7 +327,7 @@ def lg_run(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     from hf_cost.data.performance_set import build_performance_set
 
     tmp = tmp_path_factory.mktemp("loadgen-engines")
-    data = texts_csv(tmp / "texts.csv", tiny_bert_dir, WORD_COUNTS)
+    data = word_counts_csv(tmp / "texts.csv", tiny_bert_dir, WORD_COUNTS)
     path = tmp / "scenario.yaml"
     path.write_text(natural_suite(tiny_bert_dir, data, STEPS), encoding="utf-8")
     out = tmp / "out"
@@ -539,34 +524,6 @@ def test_the_loader_and_the_report_know_the_new_results(lg_run: dict[str, Any]) 
         assert any(line.startswith(f"| {name} (base)") for line in report.splitlines()), name
 
 
-FAILING = """
-import sys
-import mlperf_loadgen
-from hf_cost.models.torch_candidate import TorchCandidate
-
-forward, start_test, calls = TorchCandidate.forward, mlperf_loadgen.StartTestWithLogSettings, [None]
-
-def in_test(*args):  # counts the forwards of each LoadGen test afresh (warm-up's are outside any test)
-    calls[0] = 0
-    try:
-        return start_test(*args)
-    finally:
-        calls[0] = None
-
-def failing(self, batch):
-    if calls[0] is not None:
-        calls[0] += 1
-        if calls[0] == 30:
-            raise RuntimeError("injected failure in forward (query 30 of the LoadGen test)")
-    return forward(self, batch)
-
-mlperf_loadgen.StartTestWithLogSettings = in_test
-TorchCandidate.forward = failing
-from hf_cost.cli import main
-sys.exit(main(["run", sys.argv[1], "--output", sys.argv[2], "--quiet"]))
-"""
-
-
 @needs_loadgen
 def test_a_candidate_that_raises_mid_run_fails_the_step_and_loadgen_does_not_hang(
         tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -578,13 +535,7 @@ def test_a_candidate_that_raises_mid_run_fails_the_step_and_loadgen_does_not_han
            warmup_queries: 2}
         """), encoding="utf-8")
     out = tmp_path / "out"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(HF_HOME), HF_HUB_CACHE=str(HF_HOME / "hub"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    try:
-        proc = subprocess.run([sys.executable, "-c", FAILING, str(path), str(out)], check=False, cwd=REPO_ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the run did not return within 120 s: LoadGen waited on queries that were never completed")
+    proc = run_with_failing_forward(path, out, 30, "injected failure in forward (query 30 of the LoadGen test)")
     assert proc.returncode == 3, proc.stderr[-3000:]  # the run completed; a step failed
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     for name in ("ssx", "msx"):

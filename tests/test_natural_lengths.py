@@ -7,14 +7,13 @@ text of k words is [CLS] + k + [SEP] = k + 2 tokens.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from scenario_helpers import run_cli, vocab_words
+from scenario_helpers import run_cli, word_counts_csv
 
 import hf_cost.measure.timing as timing_module
 from hf_cost.config.schema import (
@@ -44,17 +43,6 @@ SEQ = 16
 CPU = torch.device("cpu")
 
 
-def tickets_csv(path: Path, model_dir: Path, word_counts: list[int]) -> Path:
-    """One row per entry: a text of that many vocabulary words (k words -> k + 2 tokens)."""
-    words = vocab_words(model_dir)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        for row, k in enumerate(word_counts):
-            writer.writerow([" ".join(words[(row + j) % len(words)] for j in range(k)), "pos"])
-    return path
-
-
 def dataset_inputs(path: Path, n: int, **kw: Any) -> DatasetInputs:
     return DatasetInputs(kind="dataset", dataset={"path": str(path)}, sequence_length=SEQ, num_samples=n, **kw)
 
@@ -69,7 +57,7 @@ def tokenizer(tiny_bert_dir: Path) -> Any:
 @pytest.fixture(scope="module")
 def three(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     """Texts of 1, 5 and 3 words: 3, 7 and 5 tokens."""
-    return tickets_csv(tmp_path_factory.mktemp("three") / "t.csv", tiny_bert_dir, [1, 5, 3])
+    return word_counts_csv(tmp_path_factory.mktemp("three") / "t.csv", tiny_bert_dir, [1, 5, 3])
 
 
 def row_of_length(pset: PerformanceSet, length: int) -> int:
@@ -113,7 +101,7 @@ def test_lengths_hand_computed(three: Path, tokenizer: Any, tmp_path: Path, tiny
     # padded to 16, the set would be (48 - 15) / 48 padding
     assert d["padded_token_share_at_sequence_length"] == pytest.approx(33 / 48)
     # sequence_length caps: 20 words -> 22 tokens, truncated to 16
-    long = tickets_csv(tmp_path / "long.csv", tiny_bert_dir, [20, 2])
+    long = word_counts_csv(tmp_path / "long.csv", tiny_bert_dir, [20, 2])
     assert sorted(build_performance_set(dataset_inputs(long, 2), tokenizer, CPU).token_counts()) == [4, 16]
 
 
@@ -378,7 +366,7 @@ def test_files_without_the_new_fields_load() -> None:
 def test_natural_run_end_to_end(tmp_path: Path, tiny_bert_dir: Path) -> None:
     from hf_cost.report.schema import RunResult
 
-    data_file = tickets_csv(tmp_path / "t.csv", tiny_bert_dir, [1, 5, 3, 8, 2, 12])
+    data_file = word_counts_csv(tmp_path / "t.csv", tiny_bert_dir, [1, 5, 3, 8, 2, 12])
     scenario = tmp_path / "natural.yaml"
     scenario.write_text(f"""
 name: natural

@@ -37,8 +37,8 @@ from hf_cost.core import registry
 from hf_cost.core.results import ScenarioResult
 from hf_cost.data.performance_set import PerformanceSet
 from hf_cost.errors import ConfigError
-from hf_cost.measure.flops import peak_for
 from hf_cost.measure.memory import current_rss_bytes
+from hf_cost.measure.peak_flops import peak_for
 from hf_cost.models.context import RunContext
 from hf_cost.progress import Progress
 from hf_cost.steps.offline import OfflineRunner

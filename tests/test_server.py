@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HF_HOME, REPO_ROOT
+from loadgen_helpers import run_with_failing_forward
 from scenario_helpers import SEQ
 
 from hf_cost.cli import main
@@ -301,34 +298,6 @@ def test_the_cost_at_the_latency_bound_and_selection_read_the_real_runs_peak(ser
     assert metrics["cost_per_million_at_slo"].value == pytest.approx(1000 / best)
 
 
-FAILING = """
-import sys
-import mlperf_loadgen
-from hf_cost.models.torch_candidate import TorchCandidate
-
-forward, start_test, served = TorchCandidate.forward, mlperf_loadgen.StartTestWithLogSettings, [None]
-
-def in_test(*args):  # forwards are counted only while LoadGen's test runs (warm-up's are outside it)
-    served[0] = 0
-    try:
-        return start_test(*args)
-    finally:
-        served[0] = None
-
-def failing(self, batch):
-    if served[0] is not None:
-        served[0] += 1
-        if served[0] > 5:
-            raise RuntimeError("injected failure in forward")
-    return forward(self, batch)
-
-mlperf_loadgen.StartTestWithLogSettings = in_test
-TorchCandidate.forward = failing
-from hf_cost.cli import main
-sys.exit(main(["run", sys.argv[1], "--output", sys.argv[2], "--quiet"]))
-"""
-
-
 @needs_loadgen
 def test_a_candidate_that_raises_mid_run_fails_the_step_and_loadgen_does_not_hang(
         tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -338,13 +307,7 @@ def test_a_candidate_that_raises_mid_run_fails_the_step_and_loadgen_does_not_han
            min_query_count: 10}
         """))
     out = tmp_path / "out"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(HF_HOME), HF_HUB_CACHE=str(HF_HOME / "hub"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    try:
-        proc = subprocess.run([sys.executable, "-c", FAILING, str(path), str(out)], check=False, cwd=REPO_ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the run did not return within 120 s: LoadGen waited on queries that were never completed")
+    proc = run_with_failing_forward(path, out, 6, "injected failure in forward")
     assert proc.returncode == 3, proc.stderr[-3000:]  # the run completed; a step failed
     e = entry({"results": json.loads((out / "results.json").read_text())}, "breaks")
     assert e["status"] == "failed" and e["metrics"] is None

@@ -150,11 +150,14 @@ def in_log_dir(log_dir: Path | None, body: Callable[[Path], LoadGenRun]) -> Load
 
 
 def start_test(lg: Any, issue_queries: Callable[[list[Any]], None], num_samples: int, plan: TestPlan,
-                log_dir: Path) -> None:
+               log_dir: Path, *, trace: bool = True) -> None:
+    """One LoadGen test with a SUT over ``issue_queries`` and a QSL of ``num_samples`` (held in
+    memory: nothing to load); logs in ``log_dir``, with the trace (the per-sample latencies)
+    unless ``trace`` is False."""
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(log_dir)
     log_settings.log_output.copy_summary_to_stdout = False
-    log_settings.enable_trace = True  # the per-sample latencies
+    log_settings.enable_trace = trace
     sut = lg.ConstructSUT(issue_queries, lambda: None)
     qsl = lg.ConstructQSL(num_samples, num_samples, lambda _ix: None, lambda _ix: None)
     try:
@@ -179,12 +182,6 @@ def sut_failed(exc: BaseException, unserved: int, total: int) -> SutFailed:
     return err
 
 
-def _raise_failure(state: dict[str, Any]) -> None:
-    """After the test: a candidate's error as `SutFailed`."""
-    if state["failure"] is not None:
-        raise sut_failed(state["failure"], state["unserved"], state["total"])
-
-
 @contextmanager
 def signals_noted() -> Iterator[list[int]]:
     """Ctrl-C and SIGTERM during the test: noted (the SUT then completes every sample unserved,
@@ -199,46 +196,75 @@ def signals_noted() -> Iterator[list[int]]:
         yield pending
 
 
+class _InlineSut:
+    """The SUT of SingleStream, MultiStream and Offline: LoadGen calls ``issue_queries`` on the
+    main thread and each batch runs there, then is completed. After the candidate raised, or once
+    Ctrl-C / SIGTERM is noted, every later sample is completed unserved at once, so LoadGen
+    never waits on a lost query and ends within about a query."""
+
+    def __init__(self, candidate: Any):
+        self.candidate = candidate
+        self.failure: Exception | None = None
+        self.signals: list[int] = []
+        self.unserved = self.total = 0
+        self.start: float | None = None  # LoadGen's first issue call, on perf_counter
+        self.batches: list[tuple[list[int], float, float]] = []
+
+    def issued(self, samples: list[Any]) -> None:
+        self.total += len(samples)
+        self.start = self.start or time.perf_counter()
+
+    def serve(self, lg: Any, samples: list[Any], inputs: Any) -> None:
+        """One forward of ``inputs`` for ``samples`` (unless stopped), then their completion."""
+        if self.failure is None and not self.signals:
+            try:
+                t0 = time.perf_counter()
+                self.candidate.forward(inputs)
+                self.candidate.synchronize()
+                done = time.perf_counter()
+                self.batches.append(([s.index for s in samples], done - t0, done - self.start))
+            except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
+                self.failure = exc
+        if self.failure is not None or self.signals:
+            self.unserved += len(samples)
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+
+    def run(self, lg: Any, issue_queries: Callable[[list[Any]], None], num_samples: int, plan: TestPlan,
+            log_dir: Path | None) -> LoadGenRun:
+        import torch
+
+        def body(folder: Path) -> LoadGenRun:
+            with torch.inference_mode(), signals_noted() as self.signals:
+                start_test(lg, issue_queries, num_samples, plan, folder)
+            if self.failure is not None:
+                raise sut_failed(self.failure, self.unserved, self.total)
+            return LoadGenRun(*read_logs(folder), folder, self.batches)
+
+        return in_log_dir(log_dir, body)
+
+
+def _rows(pset: Any, samples: list[Any]) -> Any:
+    import torch
+
+    device = next(iter(pset.tensors.values())).device
+    return pset.batch(torch.tensor([s.index for s in samples], dtype=torch.long, device=device))
+
+
 def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) -> LoadGenRun:
     """One SingleStream or MultiStream test: each query (1 or N samples) is one forward, run
     inside LoadGen's issue call; the next query comes when it completes."""
     import mlperf_loadgen as lg
-    import torch
 
     if plan.scenario not in ("SingleStream", "MultiStream"):
         raise ValueError(f"run_stream runs SingleStream or MultiStream, not {plan.scenario}")
-    device = next(iter(pset.tensors.values())).device
     views = [pset.one(i) for i in range(pset.num_samples)]  # single stream: prepared before any clock
-    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None, "signals": []}
-    batches: list[tuple[list[int], float, float]] = []
+    sut = _InlineSut(candidate)
 
     def issue_queries(samples: list[Any]) -> None:
-        state["total"] += len(samples)
-        state["start"] = state["start"] or time.perf_counter()
-        if state["failure"] is None and not state["signals"]:
-            try:
-                t0 = time.perf_counter()
-                if len(samples) == 1:
-                    candidate.forward(views[samples[0].index])
-                else:
-                    ix = [s.index for s in samples]
-                    candidate.forward(pset.batch(torch.tensor(ix, dtype=torch.long, device=device)))
-                candidate.synchronize()
-                done = time.perf_counter()
-                batches.append(([s.index for s in samples], done - t0, done - state["start"]))
-            except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
-                state["failure"] = exc
-        if state["failure"] is not None or state["signals"]:
-            state["unserved"] += len(samples)
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+        sut.issued(samples)
+        sut.serve(lg, samples, views[samples[0].index] if len(samples) == 1 else _rows(pset, samples))
 
-    def body(folder: Path) -> LoadGenRun:
-        with torch.inference_mode(), signals_noted() as state["signals"]:
-            start_test(lg, issue_queries, pset.num_samples, plan, folder)
-        _raise_failure(state)
-        return LoadGenRun(*read_logs(folder), folder, batches)
-
-    return in_log_dir(log_dir, body)
+    return sut.run(lg, issue_queries, pset.num_samples, plan, log_dir)
 
 
 def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_dir: Path | None,
@@ -247,40 +273,18 @@ def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_
     order (``bucket_by_length``: sorted by token count first, so a batch pads little), each
     completed as it finishes."""
     import mlperf_loadgen as lg
-    import torch
 
-    device = next(iter(pset.tensors.values())).device
-    state: dict[str, Any] = {"failure": None, "unserved": 0, "total": 0, "start": None, "signals": []}
-    batches: list[tuple[list[int], float, float]] = []
+    sut = _InlineSut(candidate)
 
     def issue_queries(samples: list[Any]) -> None:
-        state["total"] += len(samples)
-        state["start"] = state["start"] or time.perf_counter()
+        sut.issued(samples)
         ordered = bucketed(samples, pset.token_counts()) if bucket_by_length else list(samples)
-        # every batch's tensors are gathered before the first forward: no host work between batches
         chunks = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
-        inputs = [pset.batch(torch.tensor([s.index for s in c], dtype=torch.long, device=device)) for c in chunks]
-        for chunk, batch in zip(chunks, inputs):
-            if state["failure"] is None and not state["signals"]:
-                try:
-                    t0 = time.perf_counter()
-                    candidate.forward(batch)
-                    candidate.synchronize()
-                    done = time.perf_counter()
-                    batches.append(([s.index for s in chunk], done - t0, done - state["start"]))
-                except Exception as exc:  # noqa: BLE001 - completed below, raised after the test
-                    state["failure"] = exc
-            if state["failure"] is not None or state["signals"]:
-                state["unserved"] += len(chunk)
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in chunk])
+        # every batch's tensors are gathered before the first forward: no host work between batches
+        for chunk, batch in zip(chunks, [_rows(pset, c) for c in chunks]):
+            sut.serve(lg, chunk, batch)
 
-    def body(folder: Path) -> LoadGenRun:
-        with torch.inference_mode(), signals_noted() as state["signals"]:
-            start_test(lg, issue_queries, pset.num_samples, plan, folder)
-        _raise_failure(state)
-        return LoadGenRun(*read_logs(folder), folder, batches)
-
-    return in_log_dir(log_dir, body)
+    return sut.run(lg, issue_queries, pset.num_samples, plan, log_dir)
 
 
 def bucketed(items: list[Any], token_counts: list[int]) -> list[Any]:

@@ -41,7 +41,7 @@ class RunContext:
     def compute_metrics(self, samples_per_s: float, indices: list[int] | None = None) -> dict[str, Any]:
         """Achieved GFLOP/s and MFU at a given sample rate (MFU = achieved / peak FLOP/s), with the
         mean FLOPs per sample of the samples that ran (``indices``: their positions in perf_set)."""
-        from hf_cost.measure.flops import mfu
+        from hf_cost.measure.peak_flops import mfu
 
         per_sample = self.flops_per_sample
         if self.sample_flops is not None and indices:

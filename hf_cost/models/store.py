@@ -129,8 +129,8 @@ class CandidateStore:
 
     def _load(self, name: str, entry: _Entry) -> Any:
         from hf_cost.data.performance_set import build_performance_set
-        from hf_cost.measure.flops import peak_for
         from hf_cost.measure.memory import current_rss_bytes
+        from hf_cost.measure.peak_flops import peak_for
         from hf_cost.models.context import RunContext
 
         suite = self.suite
