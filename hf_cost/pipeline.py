@@ -42,14 +42,23 @@ def prepare(path: str | Path, progress: Progress | None = None) -> Prepared:
     if suite.card is not None:
         card_path(path, suite)  # before anything slow: a bad card path is a scenario-file error
     checkpoint = _in_file(path, lambda: resolve_checkpoint(suite.model, log=progress.say))
-    _in_file(path, lambda: check_checkpoint_files(checkpoint))
+    tokenizer = _in_file(path, lambda: check_checkpoint_files(checkpoint))
     _in_file(path, lambda: _check_sequence_lengths(suite, checkpoint.config))
     _in_file(path, lambda: check_batch_sizes(suite, checkpoint.config))
+    if suite.model.generative:
+        _in_file(path, lambda: _check_lm_tokenizer(suite, tokenizer))
     labels = _in_file(path, lambda: check_steps(suite, checkpoint.config))
     if suite.energy.enabled:
         _in_file(path, lambda: _check_energy(suite))
 
     return Prepared(path=path, suite=suite, checkpoint=checkpoint, labels=labels)
+
+
+def _check_lm_tokenizer(suite: Suite, tokenizer: Any) -> None:
+    """A causal LM's prompts can be built: its tokenizer has the chat template the file asks for."""
+    from hf_cost.data.prompts import check_chat_template
+
+    check_chat_template(suite.generation, tokenizer)
 
 
 def card_path(scenario_file: Path, suite: Suite) -> Path:

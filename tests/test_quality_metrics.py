@@ -183,8 +183,13 @@ def test_bundled_metrics_load_offline_without_network(no_network):
     for name, module in loaded.items():
         assert module.name == name
         assert module.description.strip() and module.citation.strip()
-        assert set(module.features) == {"predictions", "references"}
-        assert module.compute(predictions=[1, 0], references=[1, 1])[name] >= 0
+    for name in ("accuracy", "f1", "precision", "recall"):  # label ids
+        assert set(loaded[name].features) == {"predictions", "references"}
+        assert loaded[name].compute(predictions=[1, 0], references=[1, 1])[name] >= 0
+    assert loaded["exact_match"].compute(predictions=["Praise ", ""], references=["praise", "question"]) == {
+        "exact_match": 0.5}
+    assert loaded["perplexity"].compute(nll_sums=[3.0, 6.0], token_counts=[2, 4])["perplexity"] == pytest.approx(
+        2.718281828459045 ** 1.5)
     assert no_network == []
 
 

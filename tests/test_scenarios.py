@@ -35,7 +35,22 @@ def test_shipped_scenario_validates(path: Path) -> None:
     assert suite.name
 
 
-@pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.name for p in SCENARIO_FILES])
+def _fetches(path: Path) -> bool:
+    """A file whose model is fetched on first use (the 93 MB GGUF LM): tests never download it."""
+    from hf_cost.models.embedded import EMBEDDED, FetchedFile
+
+    model_id = load_suite(path).model.id
+    return isinstance(EMBEDDED.get(model_id or ""), FetchedFile)
+
+
+PREPARED_FILES = [p for p in SCENARIO_FILES if not _fetches(p)]
+
+
+def test_only_the_fetched_lm_file_is_left_out_of_prepare() -> None:
+    assert [p.name for p in SCENARIO_FILES if p not in PREPARED_FILES] == ["smollm.yaml"]
+
+
+@pytest.mark.parametrize("path", PREPARED_FILES, ids=[p.name for p in PREPARED_FILES])
 def test_shipped_scenario_prepares(path: Path) -> None:
     """What `validate` runs: the file, then the model's config and every dataset; no weights.
 

@@ -28,7 +28,9 @@ from hf_cost.config.cost import Budget, CardBlock, EnergySettings, Pricing, Work
 from hf_cost.config.drift import DriftScenario
 from hf_cost.config.errors import format_validation_error
 from hf_cost.config.fields import BatchSize, Float, NonNegInt, PosFloat, PosInt, SafeName, Seed
+from hf_cost.config.generation import AnswerSettings, GenerationSettings
 from hf_cost.config.loader import load_yaml
+from hf_cost.config.model import ModelSpec
 from hf_cost.config.selection import SelectBlock
 from hf_cost.core.names import BASE
 from hf_cost.errors import ConfigError
@@ -36,39 +38,6 @@ from hf_cost.errors import ConfigError
 # LoadGen's TestSettings defaults; a scenario may ask for less and is then marked "reduced".
 LOADGEN_MIN_DURATION_S = 10.0
 LOADGEN_MIN_QUERY_COUNT = 100
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-class ModelSpec(Strict):
-    """Which checkpoint, and how it is placed and run."""
-
-    id: str | None = Field(None, description="Hub id, e.g. 'sentence-transformers/all-MiniLM-L6-v2'.")
-    revision: str = Field("main", description="Hub branch, tag or commit.")
-    path: str | None = Field(None, description="Local checkpoint directory instead of a Hub id.")
-    task: Literal["feature-extraction", "sequence-classification"] = "feature-extraction"
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
-    attn_implementation: Literal["eager", "sdpa"] = "sdpa"
-    trust_remote_code: bool = Field(
-        False, description="Run Python code shipped with the checkpoint (custom architectures). Off unless set."
-    )
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not _DEVICE_RE.match(v):
-            raise ValueError("expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        return v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSpec:
-        if (self.id is None) == (self.path is None):
-            raise ValueError("give exactly one of 'id' (a Hub id) or 'path' (a local directory)")
-        return self
-
-    @property
-    def display_name(self) -> str:
-        return self.id if self.id is not None else Path(self.path or "").name
-
-
 LengthMode = Literal["natural", "fixed"]
 Engine = Literal["loop", "loadgen"]
 ENGINE_HELP = ("loop: hf_cost's own timing loop (the default: its overhead over a bare torch loop is the "
@@ -192,6 +161,10 @@ class AccuracyScenario(MeasuredStep):
     extra_metrics: list[str] = Field(
         default_factory=list, description="More `evaluate` metric ids (Hub; online only)."
     )
+    answers: AnswerSettings | None = Field(
+        None, description="model.task text-generation: each row's text goes into generation.prompt, the answer is "
+        "generated and parsed to a label (default parser when omitted); unparseable answers count wrong and "
+        "their share is reported.")
 
     def activation_batches(self) -> list[tuple[str, int, bool]]:
         return [("batch_size", self.batch_size, False)]
@@ -267,6 +240,10 @@ class Suite(Strict):
     select: SelectBlock | None = Field(
         None, description="Pick a checkpoint at the end of the run: constraints, objectives, plot axes."
     )
+    generation: GenerationSettings | None = Field(
+        None, description="model.task text-generation: the prompt and decoding every request uses "
+        "(default: the row's text as a chat turn, greedy, 32 new tokens)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -276,6 +253,23 @@ class Suite(Strict):
         if isinstance(inputs, dict) and "kind" not in inputs:
             data = {**data, "inputs": {**inputs, "kind": "dataset" if "dataset" in inputs else "synthetic"}}
         return data
+
+    @model_validator(mode="after")
+    def _generation_for_lms(self) -> Suite:
+        if self.model.generative:
+            if self.generation is None:
+                self.generation = GenerationSettings()
+            if isinstance(self.inputs, SyntheticInputs):
+                raise ValueError(
+                    "inputs: model.task text-generation sends prompts, so it needs dataset inputs (kind: dataset) "
+                    "whose text fills the prompt; synthetic token ids are no request"
+                )
+        elif self.generation is not None:
+            raise ValueError(
+                f"generation: only a causal LM generates (model.task: text-generation); model.task is "
+                f"{self.model.task}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Suite:

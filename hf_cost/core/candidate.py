@@ -18,6 +18,7 @@ class Candidate(ABC):
     device: Any  # torch.device where input tensors must be
     label_names: list[str] | None  # a classifier's labels in id order; None without a head
     info: Any  # report.schema.CandidateInfo: origin, parent, recipe, runtime, dtype, size, FLOPs
+    generates: bool = False  # a causal LM: answers by `generate` (models/lm_candidate.py), timed per token
 
     @abstractmethod
     def forward(self, batch: dict[str, Any]) -> Any:

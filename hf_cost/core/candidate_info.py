@@ -94,3 +94,7 @@ class CandidateInfo(Out):
     load_time_s: NonNegative
     baseline_rss_mib: NonNegative = Field(description="RSS after imports and this model's load; memory deltas are over it")
     flops: FlopsInfo | None = None
+    lm_flops: dict[str, Any] | None = Field(
+        None, description="a causal LM: prefill FLOPs at the performance set's median prompt length and decode "
+        "FLOPs per token at KV lengths, measured (FlopCounterMode) and analytic (measure/lm_flops), and KV-cache "
+        "bytes per token; None for encoders")

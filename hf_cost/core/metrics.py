@@ -43,6 +43,30 @@ class EarlyStopping(_Metrics):
     detail: str
 
 
+class OutputTokens(_Metrics):
+    total: Count
+    mean: NonNegative
+    min: Count
+    max: Count
+
+
+class TokenLatencies(_Metrics):
+    """A causal LM's request, token by token (raw: ttft_ms, tpot_ms, output_tokens per query)."""
+
+    ttft_ms: LatencySummary = Field(description="time to first token: the request's issue to its first new token")
+    tpot_ms: LatencySummary | None = Field(
+        description="time per output token after the first: (last token - first token) / (tokens - 1), over "
+        "requests with >= 2 new tokens; None when every answer had one token"
+    )
+    ttft_early_stopping_ms: NonNegative | None = _better(
+        False, "MLPerf early-stopping estimate of TTFT at target_percentile; None when too few queries")
+    tpot_early_stopping_ms: NonNegative | None = _better(
+        False, "MLPerf early-stopping estimate of TPOT at target_percentile; None when too few requests")
+    output_tokens: OutputTokens = Field(description="new tokens per request, EOS included when emitted")
+    output_tokens_per_s: NonNegative = _better(True, "new tokens / the sum of request latencies")
+    prompt_tokens_mean: NonNegative
+
+
 class ComputeRate(KindMetrics):
     achieved_gflops_per_s: float | None = _better(True, "measured FLOPs per sample x the rate")
     mfu: float | None = _better(True, "achieved / peak FLOP/s; None when the peak is unknown")
@@ -61,6 +85,9 @@ class SingleStreamMetrics(ComputeRate):
     early_stopping: EarlyStopping
     qps_with_overhead: float | None = _better(True, "(n - 1) / final issue time (LoadGen)")
     qps_without_overhead: float = _better(True, "1 / mean latency (LoadGen)")
+    tokens: TokenLatencies | None = Field(
+        None, description="a causal LM's token latencies (latency_ms is then each request end to end); None for "
+        "encoders and older files")
 
     energy_rank: ClassVar[int | None] = 1
 
@@ -72,6 +99,12 @@ class SingleStreamMetrics(ComputeRate):
             f"ES {percentile_key(self.target_percentile)} {fmt(self.early_stopping_latency_ms)} ms"
         )
         spread = f"mean {fmt(lat.mean_ms)} ± {fmt(lat.stdev_ms)} ms (sd), min {fmt(lat.min_ms)}, max {fmt(lat.max_ms)}"
+        t = self.tokens
+        if t is not None:
+            tpot = "n/a" if t.tpot_ms is None else fmt(t.tpot_ms.percentiles_ms["p50"])
+            headline = (f"request p50 {fmt(pct['p50'])} ms · TTFT p50 {fmt(t.ttft_ms.percentiles_ms['p50'])} ms · "
+                        f"TPOT p50 {tpot} ms · {fmt(t.output_tokens_per_s, digits=1)} tokens/s")
+            spread += f"; {fmt(t.output_tokens.mean, digits=1)} new tokens per request (max {t.output_tokens.max})"
         return SummaryCells(n=f"{self.queries} queries", headline=headline, spread=spread)
 
     def compute(self) -> Compute | None:
@@ -122,6 +155,13 @@ class OfflineMetrics(ComputeRate):
         "raw.batch_real_tokens); None in older files"
     )
     batch_latency_ms: LatencySummary
+    output_tokens: Count | None = Field(None, description="a causal LM: new tokens generated; None for encoders")
+    output_tokens_per_s: NonNegative | None = _better(True, "a causal LM: new tokens / duration", default=None)
+    total_tokens_per_s: NonNegative | None = _better(
+        True, "a causal LM: (prompt real tokens + new tokens) / duration", default=None)
+    decode_padded_share: Share | None = Field(
+        None, description="a causal LM: decode slots spent on rows whose answer had ended (raw.batch_output_tokens, "
+        "raw.batch_decode_steps)")
 
     energy_rank: ClassVar[int | None] = 0
 
@@ -131,8 +171,10 @@ class OfflineMetrics(ComputeRate):
             f"batch p50 {fmt(lat.percentiles_ms['p50'])} ms, p90 {fmt(lat.percentiles_ms['p90'])} ms, "
             f"sd {fmt(lat.stdev_ms)} ms over {self.batches} batches; {fmt(self.duration_s, ' s', 1)}"
         )
-        return SummaryCells(n=f"{self.samples} samples",
-                            headline=f"{fmt(self.throughput_samples_per_s, digits=1)} samples/s", spread=spread)
+        headline = f"{fmt(self.throughput_samples_per_s, digits=1)} samples/s"
+        if self.output_tokens_per_s is not None:
+            headline += f" · {fmt(self.output_tokens_per_s, digits=1)} output tokens/s"
+        return SummaryCells(n=f"{self.samples} samples", headline=headline, spread=spread)
 
     def compute(self) -> Compute | None:
         if self.achieved_gflops_per_s is None:
@@ -159,6 +201,18 @@ class ScoredMetric(_Metrics):
     method: str
 
 
+class AnswerFigures(_Metrics):
+    """A causal LM scored by generation: its answers parsed to labels (raw.answers, raw.parsed)."""
+
+    exact_match: ScoredMetric = _better(True, "parsed label == reference (bundled evaluate exact_match), bootstrap CI")
+    unparseable: Count = Field(description="answers that named no label (scored wrong)")
+    unparseable_share: Share = _better(False, "unparseable / n")
+    parser: str = Field(description="how an answer becomes a label")
+    prompt: str
+    chat_template: bool
+    new_tokens_mean: NonNegative
+
+
 class AccuracyMetrics(KindMetrics):
     n: Count
     accuracy: ScoredMetric = _better(True, "share of samples predicted right, with a bootstrap CI")
@@ -170,12 +224,14 @@ class AccuracyMetrics(KindMetrics):
     duration_s: NonNegative
     throughput_samples_per_s: NonNegative
     dropped_rows: dict[str, int] = Field(default_factory=dict, description="column -> rows with an empty cell")
+    answers: AnswerFigures | None = Field(None, description="a causal LM zero-shot by generation; None otherwise")
 
     def summary_cells(self, result: ScenarioResult) -> SummaryCells:
         acc, f1 = self.accuracy, self.f1_macro
+        unparsed = "" if self.answers is None else f" · {self.answers.unparseable_share:.1%} unparseable"
         return SummaryCells(
             n=f"{self.n} samples" + dropped(self.dropped_rows),
-            headline=f"accuracy {acc.value:.4f} · macro-F1 {f1.value:.4f}",
+            headline=f"accuracy {acc.value:.4f} · macro-F1 {f1.value:.4f}{unparsed}",
             spread=f"95% CI accuracy [{acc.ci_low:.4f}, {acc.ci_high:.4f}], "
             f"F1 [{f1.ci_low:.4f}, {f1.ci_high:.4f}] (bootstrap)",
         )

@@ -115,12 +115,17 @@ def _rows(indices: Any) -> list[int]:
 
 
 def build_performance_set(
-    inputs: SyntheticInputs | DatasetInputs, tokenizer: Any, device: Any
+    inputs: SyntheticInputs | DatasetInputs, tokenizer: Any, device: Any, generation: Any = None
 ) -> PerformanceSet:
+    """``generation`` (a causal LM's GenerationSettings): each sample is the row's prompt, left-padded
+    and never truncated (data/prompts.py); prompts longer than sequence_length are dropped and counted."""
     import torch
 
     seq = inputs.sequence_length
     counts: list[int] | None = None
+    if generation is not None:
+        assert isinstance(inputs, DatasetInputs)  # the scenario schema refuses synthetic inputs for LMs
+        return _prompt_set(inputs, tokenizer, device, generation)
     if isinstance(inputs, SyntheticInputs):
         tensors = _synthetic(inputs.num_samples, seq, inputs.seed, tokenizer)
         source = "synthetic token ids"
@@ -146,6 +151,37 @@ def build_performance_set(
     return PerformanceSet(
         tensors=tensors, source=source, seed=inputs.seed, sequence_length=seq, lengths=inputs.lengths or "fixed",
         sample_lengths=counts, padding_side=getattr(tokenizer, "padding_side", "right"),
+    )
+
+
+def _prompt_set(inputs: DatasetInputs, tokenizer: Any, device: Any, generation: Any) -> PerformanceSet:
+    import torch
+
+    from hf_cost.data.prompts import encode_prompts, render_prompts
+    from hf_cost.data.selection import describe_dropped
+    from hf_cost.errors import UserError
+
+    texts, _, dropped = _texts(inputs)
+    ids = encode_prompts(render_prompts(texts, generation, tokenizer), generation, tokenizer)
+    kept = [row for row in ids if len(row) <= inputs.sequence_length]
+    if not kept:
+        raise UserError(
+            f"every sampled prompt is longer than inputs.sequence_length ({inputs.sequence_length} tokens; the "
+            f"shortest has {min(len(r) for r in ids)}): raise it", where="inputs.sequence_length",
+        )
+    width = max(len(r) for r in kept)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in kept])  # left padding: prompts end together
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in kept])
+    source = f"dataset {inputs.dataset.id or inputs.dataset.path} ({inputs.dataset.split}) in the prompt template"
+    source += describe_dropped(dropped)
+    if len(kept) < len(ids):
+        source += (f"; {len(ids) - len(kept)} of {len(ids)} sampled prompts longer than sequence_length "
+                   f"{inputs.sequence_length} dropped (prompts are never truncated)")
+    return PerformanceSet(
+        tensors={"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, source=source,
+        seed=inputs.seed, sequence_length=inputs.sequence_length, lengths="natural",
+        sample_lengths=[len(r) for r in kept], padding_side="left",
     )
 
 

@@ -21,17 +21,27 @@ _INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 _SINGLE = ("model.safetensors", "pytorch_model.bin")
 
 
-def check_checkpoint_files(resolved: Any) -> None:
-    """Raise a one-line UserError for missing or corrupt weights, or a tokenizer that won't load.
+def check_checkpoint_files(resolved: Any) -> Any:
+    """Raise a one-line UserError for missing or corrupt weights, or a tokenizer that won't load;
+    return the tokenizer (later checks read it).
 
     A checkpoint on the Hub (online) whose files are not downloaded yet is checked for
-    its tokenizer only; its weights are fetched, and checked, when the run loads them.
+    its tokenizer only; its weights are fetched, and checked, when the run loads them. A GGUF
+    file's header is read (its tensors are checked when transformers de-quantises them).
     """
     directory = Path(resolved.local_dir)
-    if resolved.source != "Hub":
+    gguf_file = getattr(resolved, "gguf_file", None)
+    if gguf_file is not None:
+        from hf_cost.models.gguf_info import gguf_summary
+
+        try:
+            gguf_summary(directory / gguf_file)
+        except (OSError, ValueError) as exc:
+            raise _corrupt(directory / gguf_file, str(exc).splitlines()[0] if str(exc) else "unreadable") from None
+    elif resolved.source != "Hub":
         for file in weight_files(directory):
             check_weight_file(file)
-    check_tokenizer(resolved)
+    return check_tokenizer(resolved)
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -92,13 +102,13 @@ def _check_safetensors(path: Path) -> None:
         raise _corrupt(path, f"the header describes {expected} bytes but the file has {size} (truncated?)")
 
 
-def check_tokenizer(resolved: Any) -> None:
+def check_tokenizer(resolved: Any) -> Any:
     from transformers import AutoTokenizer
 
     from hf_cost.models.load import load_error
 
     try:
-        AutoTokenizer.from_pretrained(resolved.reference, **resolved.pretrained_kwargs())
+        return AutoTokenizer.from_pretrained(resolved.reference, **resolved.pretrained_kwargs())
     except Exception as exc:  # noqa: BLE001 - any failure is the checkpoint's, said in one line
         err = load_error(resolved.reference, exc)
         if err.where == "model":

@@ -15,8 +15,10 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from hf_cost.errors import UserError
 
@@ -55,6 +57,43 @@ def import_checkpoint(
     Returns the snapshot directory. Raises UserError for a bad id or source.
     """
     src = Path(src).expanduser()
+    _check_names(repo_id, revision)
+    if not src.is_dir():
+        raise UserError(f"no directory at {src}", where="cache import")
+    if not (src / "config.json").is_file():
+        raise UserError(f"{src} has no config.json: not a transformers checkpoint", where="cache import")
+    commit = revision if _COMMIT.match(revision) else content_hash(src)
+    return _install(
+        repo_id, revision, commit, cache_dir,
+        lambda target: shutil.copytree(src, target, ignore=shutil.ignore_patterns(".git")),
+    )
+
+
+def import_file(src: str | Path, repo_id: str, revision: str = "main", cache_dir: Path | None = None) -> Path:
+    """Copy the one file ``src`` (a GGUF checkpoint: config, tokenizer and weights in one file)
+    into the Hub cache as ``repo_id@revision``, under its own name; the snapshot holds that file
+    alone. Its commit is `content_hash` of a folder holding only that file.
+
+    Returns the snapshot directory. Raises UserError for a bad id or source.
+    """
+    src = Path(src).expanduser()
+    _check_names(repo_id, revision)
+    try:
+        regular = stat.S_ISREG(src.lstat().st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        raise UserError(f"no regular file at {src}", where="cache import")
+    commit = revision if _COMMIT.match(revision) else _file_hash(src)
+
+    def fill(target: Path) -> None:
+        target.mkdir()
+        shutil.copyfile(src, target / src.name)
+
+    return _install(repo_id, revision, commit, cache_dir, fill)
+
+
+def _check_names(repo_id: str, revision: str) -> None:
     if not (_COMMIT.match(revision) or (_REF.match(revision) and not revision.endswith(".lock"))):
         raise UserError(
             f"'{revision}' is not a branch, tag or 40-hex commit name (letters, digits, '_', '-', "
@@ -63,11 +102,23 @@ def import_checkpoint(
         )
     if not _REPO_ID.match(repo_id) or ".." in repo_id:
         raise UserError(f"'{repo_id}' is not a Hub model id (expected 'org/name')", where="--as")
-    if not src.is_dir():
-        raise UserError(f"no directory at {src}", where="cache import")
-    if not (src / "config.json").is_file():
-        raise UserError(f"{src} has no config.json: not a transformers checkpoint", where="cache import")
-    commit = revision if _COMMIT.match(revision) else content_hash(src)
+
+
+def _file_hash(src: Path) -> str:
+    """`content_hash` of a folder that holds ``src`` alone, without making the folder."""
+    digest = hashlib.sha1(src.name.encode())
+    with src.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _install(
+    repo_id: str, revision: str, commit: str, cache_dir: Path | None, fill: Callable[[Path], object]
+) -> Path:
+    """snapshots/<commit>, made by ``fill(staging)`` and moved into place whole, then refs/<revision>.
+
+    A snapshot that is already there is kept (same commit, same files)."""
     folder = repo_folder(repo_id, cache_dir)
     snapshot = folder / "snapshots" / commit
     created = False
@@ -76,7 +127,7 @@ def import_checkpoint(
             snapshot.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".import-", dir=snapshot.parent))
             try:
-                shutil.copytree(src, staging / "files", ignore=shutil.ignore_patterns(".git"))
+                fill(staging / "files")
                 os.replace(staging / "files", snapshot)
                 created = True
             finally:

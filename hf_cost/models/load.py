@@ -10,7 +10,7 @@ from hf_cost.config.schema import ModelSpec
 from hf_cost.errors import UserError
 from hf_cost.models.resolve import ResolvedCheckpoint
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".gguf")
 
 
 def pick_device(requested: str) -> str:
@@ -43,11 +43,12 @@ class LoadedModel:
 def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any = None) -> LoadedModel:
     """Load weights and tokenizer. ``model_class`` defaults to the one ``spec.task`` names."""
     import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     device = pick_device(spec.device)
     if model_class is None:
-        model_class = AutoModel if spec.task == "feature-extraction" else AutoModelForSequenceClassification
+        model_class = {"feature-extraction": AutoModel, "text-generation": AutoModelForCausalLM}.get(
+            spec.task, AutoModelForSequenceClassification)
     dtype: Any = "auto" if spec.dtype == "auto" else getattr(torch, spec.dtype)
     kwargs: dict[str, Any] = {
         _dtype_keyword(): dtype,
@@ -55,12 +56,16 @@ def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any =
         "device_map": {"": device},  # Accelerate places every module on this device
         **resolved.pretrained_kwargs(),
     }
+    if getattr(resolved, "gguf_file", None) is not None:
+        kwargs["config"] = resolved.config  # read once, at resolve time: a GGUF's header takes seconds to parse
     try:
         model = model_class.from_pretrained(resolved.reference, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(resolved.reference, **resolved.pretrained_kwargs())
     except Exception as exc:  # noqa: BLE001 - a checkpoint that does not load is the user's to fix
         raise load_error(resolved.reference, exc) from None
     model.eval()
+    if spec.generative:
+        prepare_lm_tokenizer(tokenizer)
     params = list(model.parameters())
     first_param = params[0]
     info = {
@@ -81,7 +86,39 @@ def load_model(spec: ModelSpec, resolved: ResolvedCheckpoint, model_class: Any =
         "weights_size_on_disk_bytes": weights_size_on_disk(resolved.local_dir),
         "max_position_embeddings": getattr(resolved.config, "max_position_embeddings", None),
     }
+    gguf_file = getattr(resolved, "gguf_file", None)
+    if gguf_file is not None:
+        info.update(gguf_weights(resolved.local_dir / gguf_file, info["dtype"]))
     return LoadedModel(model=model, tokenizer=tokenizer, device=first_param.device, info=info)
+
+
+def prepare_lm_tokenizer(tokenizer: Any) -> None:
+    """A causal LM's tokenizer for batched generation: prompts padded on the left (new tokens follow
+    each prompt's last real token), and a pad id (the EOS id when the tokenizer has none; the
+    attention mask, always passed, keeps pad tokens out of attention)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def gguf_weights(path: Path, dtype: str) -> dict[str, Any]:
+    """What a GGUF checkpoint's weights are: quantised in the file, de-quantised on load. Results,
+    report and card quote ``weights_note``, so the figures are never read as the original release's."""
+    from hf_cost.models.gguf_info import gguf_summary
+
+    summary = gguf_summary(path)
+    types = summary.get("tensor_types") or {}
+    quantised = sorted(t for t in types if t not in {"F32", "F16", "BF16", "F64"})
+    what = "/".join(quantised) if quantised else "unquantised"
+    return {
+        "gguf_file": path.name,
+        "gguf": summary,
+        "weights_note": (
+            f"weights de-quantised to {dtype} from the GGUF file {path.name} ({what} tensors): a quantised "
+            "copy, so its quality is below the original unquantised release"
+            if quantised else f"weights loaded to {dtype} from the GGUF file {path.name} (unquantised tensors)"
+        ),
+    }
 
 
 def load_error(reference: str, exc: BaseException) -> UserError:

@@ -111,7 +111,8 @@ class CandidateStore:
     def _resolve(self, checkpoint_dir: Any) -> Any:
         from hf_cost.models.resolve import resolve_checkpoint
 
-        return resolve_checkpoint(self.spec.model_copy(update={"id": None, "path": str(checkpoint_dir)}))
+        return resolve_checkpoint(self.spec.model_copy(update={"id": None, "path": str(checkpoint_dir),
+                                                               "gguf_file": None}))
 
     def infos(self) -> dict[str, Any]:
         """CandidateInfo of every candidate that was loaded, by name."""
@@ -137,11 +138,14 @@ class CandidateStore:
         t0 = time.perf_counter()
         candidate = entry.candidate or self._load_torch(name, entry)
         load_time = time.perf_counter() - t0
-        perf_set = build_performance_set(suite.inputs, candidate.tokenizer, candidate.device)
+        perf_set = build_performance_set(suite.inputs, candidate.tokenizer, candidate.device,
+                                         suite.generation if getattr(candidate, "generates", False) else None)
         flops, sample_flops = _flops(candidate, perf_set, entry.checkpoint.config if entry.checkpoint else None)
         info = candidate.info
         info.name, info.origin, info.parent, info.recipe = name, entry.origin, entry.parent, entry.recipe
         info.path, info.flops, info.load_time_s = entry.final_path, flops, load_time
+        if getattr(candidate, "generates", False):
+            info.lm_flops = _lm_flops(candidate, perf_set, suite.generation)
         baseline = current_rss_bytes()
         info.baseline_rss_mib = baseline / 2**20
         peak, peak_source = peak_for(suite.hardware.peak_tflops, info.device, info.dtype)
@@ -162,13 +166,19 @@ class CandidateStore:
         from hf_cost.models.torch_candidate import TorchCandidate
 
         spec = self.spec
-        if entry.origin != "base":  # a checkpoint a builder saved: a classifier
-            spec = spec.model_copy(update={"id": None, "path": str(entry.checkpoint.local_dir),
-                                           "task": "sequence-classification"})
+        if entry.origin != "base":  # a checkpoint a builder saved: a classifier, or an LM's copy
+            spec = spec.model_copy(update={
+                "id": None, "path": str(entry.checkpoint.local_dir), "gguf_file": None,
+                "task": "text-generation" if spec.generative else "sequence-classification"})
         self.progress.say(f"loading {name}: {spec.display_name} ({entry.checkpoint.source})")
         loaded = load_model(spec, entry.checkpoint)
         m = {**loaded.info, "path": entry.final_path}  # where the files are after the run, not staging
-        candidate = TorchCandidate(name, loaded.model, loaded.tokenizer)
+        if spec.generative:
+            from hf_cost.models.lm_candidate import GenerativeCandidate
+
+            candidate: Any = GenerativeCandidate(name, loaded.model, loaded.tokenizer, self.suite.generation)
+        else:
+            candidate = TorchCandidate(name, loaded.model, loaded.tokenizer)
         candidate.info = CandidateInfo(
             name=name, origin="base", runtime="torch", dtype=m["dtype"], device=m["device"],
             parameters=m["parameters"], parameter_bytes=m["parameter_bytes"],
@@ -196,6 +206,21 @@ def _flops(candidate: Any, perf_set: Any, config: Any) -> tuple[Any, list[int] |
     stats = perf_set.describe()["length_distribution"]
     return flops_over_lengths(lambda i: candidate.flops(perf_set.one(i), config), perf_set.token_counts(),
                               [stats["p50"], stats["min"], stats["max"]])
+
+
+def _lm_flops(candidate: Any, perf_set: Any, generation: Any) -> dict[str, Any] | None:
+    """A causal LM's FLOPs at this workload: prefill at the median prompt length, decode per token at
+    the KV length of the first and of the last new token. None for an architecture lm_flops cannot
+    count (said by its reason)."""
+    from hf_cost.measure.lm_flops import SUPPORTED_MODEL_TYPES, lm_flops_summary
+
+    module = candidate.module
+    config = module.config
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        return {"counted": None, "reason": f"model_type {getattr(config, 'model_type', None)!r} is not one of "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)} (measure/lm_flops)"}
+    prompt = perf_set.describe()["length_distribution"]["p50"]
+    return lm_flops_summary(module, config, [prompt], [prompt, prompt + generation.max_new_tokens - 1])
 
 
 def _zeros(device: Any) -> Any:

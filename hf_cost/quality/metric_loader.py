@@ -1,7 +1,8 @@
 """Find an `evaluate` metric: the bundled ones by path, anything else on the Hugging Face Hub.
 
-The four classification metrics ship inside the package (``quality/metrics/<name>/<name>.py``)
-so scoring works with no network. Any other name goes to ``evaluate.load`` unchanged.
+The four classification metrics, ``perplexity`` (from per-document NLL sums) and ``exact_match``
+(strings) ship inside the package (``quality/metrics/<name>/<name>.py``) so scoring works with no
+network. Any other name goes to ``evaluate.load`` unchanged.
 
 evaluate 0.4.6 has its own offline switch, ``HF_EVALUATE_OFFLINE``, read once at import; it does
 not look at ``HF_HUB_OFFLINE``. So when either variable is set we switch evaluate's flag on for the
@@ -23,7 +24,7 @@ from hf_cost.errors import UserError
 if TYPE_CHECKING:
     import evaluate
 
-BUNDLED = ("accuracy", "f1", "precision", "recall")
+BUNDLED = ("accuracy", "f1", "precision", "recall", "perplexity", "exact_match")
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})

@@ -24,6 +24,8 @@ def print_summary(result: RunResult) -> None:
     for warning in busy_warnings(result.scenarios):  # a result measured on a busy machine says so
         console.print(escape(warning), style="yellow")
     for name, c in result.candidates.items():
+        if c.model.get("weights_note"):  # a GGUF checkpoint: never read as the original release
+            console.print(escape(f"{name}: {c.model['weights_note']}"), style="yellow")
         if c.flops is not None:
             f = c.flops
             analytic = "n/a" if f.analytic_per_sample is None else gflop(f.analytic_per_sample)

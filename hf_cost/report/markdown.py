@@ -39,6 +39,10 @@ def render_markdown(result: RunResult) -> str:
             f"{c.parameter_bytes / 2**20:.1f} MiB of parameters, {disk} of weights on disk; "
             f"{c.dtype} on {c.device}, loaded in {c.load_time_s:.2f} s",
         ]
+        if m.get("weights_note"):
+            lines.append(f"  - **{m['weights_note']}**")
+        if c.lm_flops is not None and c.lm_flops.get("counted"):
+            lines.append("  - " + _lm_flops(c.lm_flops))
         if c.flops is not None:
             f = c.flops
             diff = "n/a" if f.relative_difference is None else f"{f.relative_difference * 100:.3f}%"
@@ -152,6 +156,16 @@ def _flops_over_lengths(f: Any) -> str:
         for a in f.measured_at_lengths)
     return (f"; mean over the samples' own lengths {gflop(f.mean_per_sample)} ({f.per_sample_from} per length; "
             f"counted at lengths {counted}, analytic difference in brackets)")
+
+
+def _lm_flops(f: dict[str, Any]) -> str:
+    """A causal LM's prefill and decode FLOPs, measured against the analytic count."""
+    pre = f["prefill"][0]
+    dec = ", ".join(f"{gflop(d['measured_per_token'])} at KV {d['kv_len']}" for d in f["decode"])
+    return (f"FLOPs: prefill of a {pre['prompt_len']}-token prompt {gflop(pre['generate']['measured'])} (as generate "
+            f"runs it; {gflop(pre['forward']['measured'])} with logits at every position), decode per token {dec}; "
+            f"measured {'=' if f['all_agree'] else '≠'} analytic (Llama formula); KV cache "
+            f"{f['kv_cache_bytes_per_token']:,} bytes per token ({f['kv_dtype']})")
 
 
 def _origin(c: Any, result: RunResult) -> str:

@@ -17,6 +17,7 @@ from hf_cost.steps import (
     offline,
     onnx,
     onnx_int8,
+    perplexity,
     prune,
     quanto,
     server,
@@ -30,6 +31,7 @@ register(compare.CompareRunner)
 register(drift.DriftRunner)
 register(server.ServerRunner)
 register(multi_stream.MultiStreamRunner)
+register(perplexity.PerplexityRunner)
 register(fine_tune.FineTuneBuilder)
 register(distill.DistillBuilder)
 register(onnx.OnnxBuilder)

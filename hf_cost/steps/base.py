@@ -79,6 +79,8 @@ class Step(ABC):
     config: ClassVar[type]
     metrics: ClassVar[type]
     builds: ClassVar[bool]
+    # runs causal LMs (model.task text-generation); the plan refuses a kind that does not
+    serves_lms: ClassVar[bool] = False
 
     def check(self, cfg: Any, plan: Plan, where: str) -> list[str] | None:
         """Validate-time checks (nothing heavy loaded); a building kind returns its labels."""
@@ -169,7 +171,9 @@ class MeasureStep(Step):
         if not run.main_process:
             return []
         names = []
-        for name in cfg.candidates or run.store.names(needs_head=self.needs_head):
+        # a causal LM answers in words (no head): every LM candidate qualifies
+        needs_head = self.needs_head and not run.store.spec.generative
+        for name in cfg.candidates or run.store.names(needs_head=needs_head):
             if run.store.failed(name):
                 run.progress.say(f"[{cfg.name}] skipping {name}: it was not built ({run.store.failed(name)})")
             else:

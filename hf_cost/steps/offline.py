@@ -33,8 +33,13 @@ class OfflineRunner(MeasureStep):
     def outputs(self, cfg: OfflineScenario) -> list[str]:
         return log_outputs(cfg) if cfg.engine == "loadgen" else []
 
+    serves_lms = True
+
     def check(self, cfg: OfflineScenario, plan: Plan, where: str) -> None:
         if cfg.engine == "loadgen":
+            if plan.suite.model.generative:
+                raise UserError("engine: loadgen runs encoders only so far; a causal LM's offline step runs on the "
+                                "loop engine: remove engine: loadgen", where=f"{where}.engine")
             require_loadgen(f"{where}.engine")
         if cfg.bucket_by_length and plan.suite.inputs.lengths != "natural":
             raise UserError("bucket_by_length sorts samples by their own lengths, but inputs.lengths is "
@@ -67,7 +72,7 @@ class OfflineRunner(MeasureStep):
                 yield Query(ix, pset.batch(ix))
 
         calibration = run_queries(
-            cand.forward, cand.synchronize, calibration_batches(),
+            cand.generate if getattr(cand, "generates", False) else cand.forward, cand.synchronize, calibration_batches(),
             StopRule(
                 min_duration_s=CALIBRATION_S, min_count=warm, min_duration_by="last_completion",
                 max_count=max(warm, MAX_CALIBRATION_BATCHES),
@@ -120,6 +125,10 @@ class OfflineRunner(MeasureStep):
         settings = scenario.model_dump()
         settings.update(batch_size=bs, seed=pset.seed + bs, expected_qps=expected_qps, lengths=pset.lengths,
                         **m.settings)
+        lm: dict[str, Any] = {}
+        if m.generated is not None:
+            lm = generation_figures(m.generated, real_tokens, duration)
+            settings["generation"] = ctx.suite.generation.model_dump() if ctx.suite is not None else None
         return ScenarioResult(
             name=name,
             kind=self.kind,
@@ -135,6 +144,7 @@ class OfflineRunner(MeasureStep):
                 "padded_token_share": (sum(run_tokens) - sum(real_tokens)) / sum(run_tokens),
                 "batch_latency_ms": LatencyStats.from_values(batch_ms).to_dict(),
                 **ctx.compute_metrics(throughput, [i for ix in ran for i in ix]),
+                **lm.get("metrics", {}),
             },
             validity=validity,
             memory=m.memory,
@@ -145,6 +155,7 @@ class OfflineRunner(MeasureStep):
                 "warmup_batch_s": warm_times,
                 "batch_tokens": run_tokens,
                 "batch_real_tokens": real_tokens,
+                **lm.get("raw", {}),
             },
             notes=m.notes + [
                 ("tokens/s = real tokens (each sample's own length; raw.batch_real_tokens) / duration; "
@@ -152,7 +163,7 @@ class OfflineRunner(MeasureStep):
                 "tokens/s = samples/s x sequence_length (every sample padded to it; raw.batch_tokens)",
                 "padded_token_share = 1 - sum(batch_real_tokens) / sum(batch_tokens)",
             ] + (["bucket_by_length: the issued samples sorted by token count (stable) before being cut into "
-                  "batches"] if scenario.bucket_by_length else []),
+                  "batches"] if scenario.bucket_by_length else []) + lm.get("notes", []),
         )
 
     def _on_loop(self, scenario: OfflineScenario, ctx: RunContext, name: str, bs: int, indices: Any, count: int,
@@ -163,9 +174,16 @@ class OfflineRunner(MeasureStep):
             f"[{name}] issuing {count} samples as one query "
             f"(expected {expected_qps:.1f} samples/s from calibration)"
         )
+        generated: list[Any] | None = [] if getattr(cand, "generates", False) else None
+        sink = ctx.output_sink
+        if generated is not None:
+            def sink(ix: Any, out: Any, outer: Any = ctx.output_sink) -> None:
+                generated.append(out)
+                if outer is not None:
+                    outer(ix, out)
         with ctx.memory() as memory:
             t = run_queries(
-                cand.forward, cand.synchronize, queries, sink=ctx.output_sink,
+                cand.generate if getattr(cand, "generates", False) else cand.forward, cand.synchronize, queries, sink=sink,
                 on_query=lambda so_far: ctx.progress.tick(
                     lambda: f"{so_far.count * bs}/{count} samples, {so_far.completed_s[-1]:.1f} s"
                 ),
@@ -175,6 +193,7 @@ class OfflineRunner(MeasureStep):
             batch_ms=t.latency_ms, completed_s=t.completed_s, ran=[ix.tolist() for ix in t.indices],
             duration=duration, throughput=count / duration, samples=count, memory=memory.to_dict(),
             notes=["throughput = samples / (last completion - issue); see raw.batch_completed_s"],
+            generated=generated,
         )
 
     def _on_loadgen(self, scenario: OfflineScenario, ctx: RunContext, name: str, bs: int, count: int,
@@ -231,6 +250,30 @@ class _Measured:
     notes: list[str]
     validity: Validity | None = None  # None: decided from the figures (loop engine)
     settings: dict[str, Any] = field(default_factory=dict)
+    generated: list[Any] | None = None  # a causal LM: each batch's models.lm_candidate.Generated
+
+
+def generation_figures(generated: list[Any], prompt_tokens: list[int], duration: float) -> dict[str, Any]:
+    """A causal LM's offline figures from each batch's generation: output and total tokens/s, and
+    the decode steps spent on rows that had already stopped (each batch decodes until its longest
+    answer ends: a shorter answer's row runs on, padded)."""
+    out = [sum(g.output_tokens) for g in generated]
+    steps = [len(g.step_times_s) for g in generated]
+    rows = [len(g.new_tokens) for g in generated]
+    slots = sum(r * s for r, s in zip(rows, steps))
+    return {
+        "metrics": {
+            "output_tokens": sum(out),
+            "output_tokens_per_s": sum(out) / duration,
+            "total_tokens_per_s": (sum(out) + sum(prompt_tokens)) / duration,
+            "decode_padded_share": (slots - sum(out)) / slots if slots else 0.0,
+        },
+        "raw": {"batch_output_tokens": out, "batch_decode_steps": steps},
+        "notes": ["an LM sample is one request (its prompt left-padded to the batch's longest, then decoded); "
+                  "output_tokens_per_s = new tokens (EOS included) / duration; total_tokens_per_s adds the "
+                  "prompts' real tokens; decode_padded_share = 1 - output tokens / (rows x decode steps) "
+                  "(raw.batch_output_tokens, raw.batch_decode_steps)"],
+    }
 
 
 def bucket_order(indices: list[int], token_counts: list[int]) -> list[int]:

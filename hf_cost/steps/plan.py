@@ -10,7 +10,8 @@ from typing import Any
 
 from hf_cost.config.lineage import label_names
 from hf_cost.core.names import BASE
-from hf_cost.core.registry import step_class
+from hf_cost.core.registry import kinds, step_class
+from hf_cost.errors import ConfigError
 from hf_cost.steps.base import Plan
 
 
@@ -22,6 +23,11 @@ def check_steps(suite: Any, model_config: Any) -> dict[str, list[str] | None]:
     plan = Plan(suite=suite, model_config=model_config, labels={BASE: _base_labels(suite, model_config)})
     for i, cfg in enumerate(suite.scenarios):
         step = step_class(cfg.kind)()
+        if suite.model.generative and not step.serves_lms:
+            lm_kinds = sorted(k for k in kinds() if step_class(k).serves_lms)
+            raise ConfigError(
+                f"kind '{cfg.kind}' does not run causal LMs yet (model.task: text-generation); the kinds that "
+                f"do: {', '.join(lm_kinds)}", where=f"scenarios[{i}].kind")
         labels = step.check(cfg, plan, f"scenarios[{i}]")
         if step.builds:
             plan.labels[cfg.name] = labels

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from hf_cost.config.schema import SingleStreamScenario
-from hf_cost.core.metrics import SingleStreamMetrics
+from hf_cost.core.metrics import SingleStreamMetrics, TokenLatencies
 from hf_cost.core.results import ScenarioResult, Validity
+from hf_cost.errors import ConfigError
 from hf_cost.measure.early_stopping import early_stopping_estimate
 from hf_cost.measure.latency import LatencyStats, percentile
 from hf_cost.measure.timing import StopRule, one_sample_queries, run_queries
@@ -26,8 +27,15 @@ class SingleStreamRunner(MeasureStep):
     def outputs(self, cfg: SingleStreamScenario) -> list[str]:
         return log_outputs(cfg) if cfg.engine == "loadgen" else []
 
+    serves_lms = True
+
     def check(self, cfg: SingleStreamScenario, plan: Plan, where: str) -> None:
         if cfg.engine == "loadgen":
+            if plan.suite.model.generative:
+                raise ConfigError(
+                    "engine: loadgen times encoders only so far; a causal LM's single_stream runs on the loop "
+                    "engine (its TTFT and TPOT are read per token there): remove engine: loadgen",
+                    where=f"{where}.engine")
             require_loadgen(f"{where}.engine")
 
     def run(self, scenario: SingleStreamScenario, ctx: RunContext) -> list[ScenarioResult]:
@@ -38,9 +46,10 @@ class SingleStreamRunner(MeasureStep):
         ctx.progress.say(f"[{scenario.name}] warm-up: {scenario.warmup_queries} queries")
         warm_s = []  # LoadGen's expected latency (it sizes its run from it): each warm-up query timed
         timed = scenario.engine == "loadgen"
+        call = cand.generate if getattr(cand, "generates", False) else cand.forward  # an LM's request is a whole generation
         for _ in range(scenario.warmup_queries):
             t0 = time.perf_counter()
-            cand.forward(samples[rng.randrange(len(samples))])
+            call(samples[rng.randrange(len(samples))])
             if timed:
                 cand.synchronize()
                 warm_s.append(time.perf_counter() - t0)
@@ -58,17 +67,48 @@ class SingleStreamRunner(MeasureStep):
             f"{scenario.min_query_count} queries"
         )
         ctx.progress.reset()
+        generated: list[Any] = []  # an LM's per-request token times, in query order
+        sink = ctx.output_sink
+        if getattr(cand, "generates", False):
+            def sink(indices: Any, out: Any, outer: Any = ctx.output_sink) -> None:
+                generated.append(out)
+                if outer is not None:
+                    outer(indices, out)
         with ctx.memory() as memory:
             # the rng continues from warm-up: one randrange per issued query, as always
             queries = one_sample_queries(len(samples), samples.__getitem__, rng)
             t = run_queries(
-                cand.forward, cand.synchronize, queries, stop, sink=ctx.output_sink,
+                call, cand.synchronize, queries, stop, sink=sink,
                 on_query=lambda so_far: ctx.progress.tick(
                     lambda: f"{so_far.count} queries, {so_far.completed_s[-1]:.1f} s"
                 ),
             )
         indices = [ix[0] for ix in t.indices]
-        return [self._result(scenario, ctx, t.latency_ms, t.issued_s, indices, t.cut_short, memory.to_dict())]
+        result = self._result(scenario, ctx, t.latency_ms, t.issued_s, indices, t.cut_short, memory.to_dict())
+        if getattr(cand, "generates", False):
+            self._add_tokens(result, scenario, ctx, generated, indices)
+        return [result]
+
+    def _add_tokens(self, result: ScenarioResult, scenario: SingleStreamScenario, ctx: RunContext,
+                    generated: list[Any], indices: list[int]) -> None:
+        """A causal LM's request latencies token by token: raw lists kept, figures from them."""
+        from hf_cost.measure.token_latency import token_metrics
+
+        lengths = ctx.perf_set.token_counts()
+        raw = {
+            "ttft_ms": [g.ttft_s() * 1e3 for g in generated],
+            "tpot_ms": [None if g.tpot_s() is None else g.tpot_s() * 1e3 for g in generated],
+            "output_tokens": [g.output_tokens[0] for g in generated],
+            "prompt_tokens": [lengths[i] for i in indices],
+        }
+        result.raw.update(raw)
+        result.metrics.tokens = TokenLatencies.model_validate(token_metrics(result.raw["latencies_ms"], raw["ttft_ms"], raw["tpot_ms"],
+                                                 raw["output_tokens"], raw["prompt_tokens"],
+                                                 scenario.target_percentile))
+        result.settings["generation"] = ctx.suite.generation.model_dump() if ctx.suite is not None else None
+        result.notes = [*(result.notes or []),
+                        "an LM request is one generate call: latencies_ms end to end; TTFT from the call to its "
+                        "first new token, TPOT (last - first token) / (tokens - 1), per request"]
 
     def _on_loadgen(self, scenario: SingleStreamScenario, ctx: RunContext, warm_s: float | None) -> ScenarioResult:
         """LoadGen's SingleStream: it issues the queries, its trace gives each latency (from the
