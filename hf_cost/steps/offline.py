@@ -71,8 +71,9 @@ class OfflineRunner(MeasureStep):
                 ix = draw(bs)
                 yield Query(ix, pset.batch(ix))
 
+        call = cand.generate if getattr(cand, "generates", False) else cand.forward  # an LM's sample: a generation
         calibration = run_queries(
-            cand.generate if getattr(cand, "generates", False) else cand.forward, cand.synchronize, calibration_batches(),
+            call, cand.synchronize, calibration_batches(),
             StopRule(
                 min_duration_s=CALIBRATION_S, min_count=warm, min_duration_by="last_completion",
                 max_count=max(warm, MAX_CALIBRATION_BATCHES),
@@ -174,7 +175,8 @@ class OfflineRunner(MeasureStep):
             f"[{name}] issuing {count} samples as one query "
             f"(expected {expected_qps:.1f} samples/s from calibration)"
         )
-        generated: list[Any] | None = [] if getattr(cand, "generates", False) else None
+        lm = getattr(cand, "generates", False)
+        generated: list[Any] | None = [] if lm else None
         sink = ctx.output_sink
         if generated is not None:
             def sink(ix: Any, out: Any, outer: Any = ctx.output_sink) -> None:
@@ -183,7 +185,7 @@ class OfflineRunner(MeasureStep):
                     outer(ix, out)
         with ctx.memory() as memory:
             t = run_queries(
-                cand.generate if getattr(cand, "generates", False) else cand.forward, cand.synchronize, queries, sink=sink,
+                cand.generate if lm else cand.forward, cand.synchronize, queries, sink=sink,
                 on_query=lambda so_far: ctx.progress.tick(
                     lambda: f"{so_far.count * bs}/{count} samples, {so_far.completed_s[-1]:.1f} s"
                 ),
