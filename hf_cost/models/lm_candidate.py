@@ -43,8 +43,9 @@ class _StepClock:
     """A transformers streamer that only reads the clock: the first put is the prompt, each later
     one a decoding step's tokens."""
 
-    def __init__(self, clock: Any, start: float):
+    def __init__(self, clock: Any, start: float, on_first_token: Any = None):
         self.clock, self.start = clock, start
+        self.on_first_token = on_first_token
         self.prompt_seen = False
         self.times: list[float] = []
 
@@ -53,6 +54,8 @@ class _StepClock:
             self.prompt_seen = True
             return
         self.times.append(self.clock() - self.start)
+        if len(self.times) == 1 and self.on_first_token is not None:
+            self.on_first_token(value)
 
     def end(self) -> None:
         pass
@@ -77,8 +80,10 @@ class GenerativeCandidate(TorchCandidate):
         with torch.inference_mode():
             return self.module(**batch, use_cache=False).logits
 
-    def generate(self, batch: dict[str, Any]) -> Generated:
-        """Decode one batch of left-padded prompts; the returned times are for the whole batch."""
+    def generate(self, batch: dict[str, Any], on_first_token: Any = None) -> Generated:
+        """Decode one batch of left-padded prompts; the returned times are for the whole batch.
+        ``on_first_token(tokens)``, if given, is called once, as soon as the first decoding step's
+        tokens (one per row, on the host) are ready: a server reports first tokens from it."""
         import torch
 
         from hf_cost.measure import timing
@@ -86,7 +91,7 @@ class GenerativeCandidate(TorchCandidate):
         if self.generation.do_sample:
             torch.manual_seed(self.generation.seed)
         start = timing.clock()
-        steps = _StepClock(timing.clock, start)
+        steps = _StepClock(timing.clock, start, on_first_token)
         with torch.inference_mode():
             out = self.module.generate(**batch, **self._kwargs, streamer=steps)
         self.synchronize()
