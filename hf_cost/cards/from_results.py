@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hf_cost.cards.generation import generation_section
 from hf_cost.errors import UserError
 from hf_cost.report.cost_markdown import FIELDS as _COST_FIELDS
 from hf_cost.report.schema import RunResult
 
-SECTIONS = ("cost", "quality", "drift", "variants", "selection", "reproduce")
+SECTIONS = ("cost", "generation", "quality", "drift", "variants", "selection", "reproduce")
 _GRAN = {"half": "half-year"}
 
 
@@ -102,7 +103,7 @@ def card_sections(results: RunResult, *, candidate: str | None = None, results_p
     candidate = None if candidate is None else md_text(candidate)
     comparison = run_comparison(run)
     card = _Card(run, card_candidate(run, candidate), [] if comparison is None else comparison.rows)
-    out = {"cost": _cost(card), "quality": _quality(card), "drift": _drift(card), "variants": _variants(card),
+    out = {"cost": _cost(card), "generation": generation_section(card, _tr), "quality": _quality(card), "drift": _drift(card), "variants": _variants(card),
            "selection": _selection(card), "reproduce": _reproduce(card, raw_file, candidate, results_path, card_path)}
     return {k: v for k, v in out.items() if v}
 

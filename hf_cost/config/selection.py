@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from hf_cost.config.base import Strict
 from hf_cost.config.fields import Float
 from hf_cost.core.drift_metrics import Decay
-from hf_cost.core.metrics import AccuracyMetrics, OfflineMetrics, SingleStreamMetrics, Speedup
+from hf_cost.core.metrics import AccuracyMetrics, OfflineMetrics, SingleStreamMetrics, Speedup, TokenLatencies
 from hf_cost.core.server_metrics import ServerMetrics
 from hf_cost.errors import ConfigError
 
@@ -38,6 +38,11 @@ FROM_MODELS: dict[str, tuple[type, str]] = {
     "throughput_samples_per_s": (OfflineMetrics, "throughput_samples_per_s"),
     "accuracy_slope_pts_per_period": (Decay, "slope"),
     "server_peak_qps": (ServerMetrics, "peak_qps"),  # the highest QPS a server step kept VALID under its bound
+    "ttft_p50_ms": (TokenLatencies, "ttft_early_stopping_ms"),  # a causal LM's single-stream token latencies
+    "ttft_p90_ms": (TokenLatencies, "ttft_early_stopping_ms"),
+    "tpot_p50_ms": (TokenLatencies, "tpot_early_stopping_ms"),
+    "tpot_p90_ms": (TokenLatencies, "tpot_early_stopping_ms"),
+    "output_tokens_per_s": (OfflineMetrics, "output_tokens_per_s"),  # a causal LM's best offline token rate
 }
 # Derived metrics: no results field declares their direction (a candidate's size, parameters and
 # FLOPs come from CandidateInfo, its peak memory from MemoryReading, costs from the cost report).
@@ -45,12 +50,15 @@ FROM_MODELS: dict[str, tuple[type, str]] = {
 # (the largest model that meets a latency limit is a fair question).
 DERIVED_LOWER_IS_BETTER = (
     "peak_rss_mib", "size_mb", "size_mib", "parameters_m", "gflop_per_sample", "cost_per_million",
-    "cost_per_million_p90", "cost_per_million_at_slo",
+    "cost_per_million_p90", "cost_per_million_at_slo", "perplexity", "cost_per_million_output_tokens",
+    "cost_per_million_output_tokens_one_stream", "cost_per_million_output_tokens_at_slo",
 )
 METRICS = (
     "p50_latency_ms", "p90_latency_ms", "accuracy", "speedup", "throughput_samples_per_s", "server_peak_qps",
     "peak_rss_mib", "size_mb", "size_mib", "parameters_m", "gflop_per_sample", "cost_per_million",
     "cost_per_million_p90", "cost_per_million_at_slo", "accuracy_slope_pts_per_period",
+    "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "tpot_p90_ms", "output_tokens_per_s", "perplexity",
+    "cost_per_million_output_tokens", "cost_per_million_output_tokens_one_stream", "cost_per_million_output_tokens_at_slo",
 )
 assert set(METRICS) == set(FROM_MODELS) | set(DERIVED_LOWER_IS_BETTER)
 CELL = "accuracy:"

@@ -18,7 +18,16 @@ from pydantic import Field
 from hf_cost.core.bounds import Count, NonNegative, Out, Share
 from hf_cost.core.bounds import better as _better
 from hf_cost.core.format import dropped, fmt, percentile_key
-from hf_cost.core.results import Compute, KindMetrics, Latency, QualityFigure, ScenarioResult, ServingRate, SummaryCells
+from hf_cost.core.results import (
+    Compute,
+    KindMetrics,
+    Latency,
+    QualityFigure,
+    ScenarioResult,
+    ServingRate,
+    SummaryCells,
+    TokenFigures,
+)
 
 _Metrics = Out  # sub-models of a kind's figures
 
@@ -114,7 +123,20 @@ class SingleStreamMetrics(ComputeRate):
 
     def latency(self) -> Latency:
         pct = self.latency_ms.percentiles_ms
-        return Latency(p50_ms=pct["p50"], p90_ms=pct["p90"], queries=self.queries)
+        t, tokens = self.tokens, None
+        if t is not None:
+            tpot = t.tpot_ms.percentiles_ms if t.tpot_ms is not None else None
+            tokens = TokenFigures(ttft_p50_ms=t.ttft_ms.percentiles_ms["p50"], ttft_p90_ms=t.ttft_ms.percentiles_ms["p90"],
+                                  tpot_p50_ms=None if tpot is None else tpot["p50"],
+                                  tpot_p90_ms=None if tpot is None else tpot["p90"],
+                                  output_tokens_per_s=t.output_tokens_per_s, output_tokens_mean=t.output_tokens.mean)
+        return Latency(p50_ms=pct["p50"], p90_ms=pct["p90"], queries=self.queries, tokens=tokens)
+
+    def token_samples(self, result: ScenarioResult) -> dict[str, list[float]] | None:
+        if self.tokens is None:
+            return None
+        return {"ttft_ms": list(result.raw["ttft_ms"]),
+                "tpot_ms": [x for x in result.raw["tpot_ms"] if x is not None]}
 
     def inferences(self) -> int:
         return self.queries
@@ -128,12 +150,17 @@ class SingleStreamMetrics(ComputeRate):
         lat = raw.get("latencies_ms")
         if not isinstance(lat, list) or not lat:
             return "latencies_ms: a measured single_stream needs its raw latencies (a non-empty list)"
-        bad = next((j for j, x in enumerate(lat) if isinstance(x, bool) or not isinstance(x, (int, float))
-                    or not math.isfinite(x) or x < 0), None)
-        if bad is not None:
-            shown = json.dumps(lat[bad])
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            return f"latencies_ms[{bad}]: {shown} is not a latency (a number >= 0)"
+        keys = ["latencies_ms"] + (["ttft_ms", "tpot_ms"] if self.tokens is not None else [])
+        for key in keys:  # a causal LM's token latencies are bootstrapped too (None: a one-token answer)
+            values = raw.get(key)
+            if not isinstance(values, list) or len(values) != len(lat):
+                return f"{key}: a causal LM's single_stream needs one value per query ({len(lat)})"
+            bad = next((j for j, x in enumerate(values) if not (key == "tpot_ms" and x is None) and (
+                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0)), None)
+            if bad is not None:
+                shown = json.dumps(values[bad])
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                return f"{key}[{bad}]: {shown} is not a latency (a number >= 0)"
         return None
 
 
@@ -184,7 +211,8 @@ class OfflineMetrics(ComputeRate):
 
     def serving_rate(self, result: ScenarioResult) -> ServingRate:
         return ServingRate(samples_per_s=self.throughput_samples_per_s,
-                           batch_size=int(result.settings["batch_size"]), samples=self.samples)
+                           batch_size=int(result.settings["batch_size"]), samples=self.samples,
+                           output_tokens_per_s=self.output_tokens_per_s)
 
     def inferences(self) -> int:
         return self.samples
@@ -235,6 +263,9 @@ class AccuracyMetrics(KindMetrics):
             spread=f"95% CI accuracy [{acc.ci_low:.4f}, {acc.ci_high:.4f}], "
             f"F1 [{f1.ci_low:.4f}, {f1.ci_high:.4f}] (bootstrap)",
         )
+
+    def answer_figures(self) -> AnswerFigures | None:
+        return self.answers
 
     def quality(self, result: ScenarioResult) -> list[QualityFigure]:
         seed = int(result.settings.get("dataset", {}).get("seed", 0))

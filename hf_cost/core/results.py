@@ -35,6 +35,20 @@ class Latency:
     p50_ms: float
     p90_ms: float
     queries: int
+    tokens: TokenFigures | None = None  # a causal LM's request, token by token
+
+
+@dataclass(frozen=True)
+class TokenFigures:
+    """A causal LM's single-stream figures: TTFT and TPOT percentiles and new tokens per second
+    (new tokens / the sum of request latencies: one request at a time)."""
+
+    ttft_p50_ms: float
+    ttft_p90_ms: float
+    tpot_p50_ms: float | None  # None when every answer had one token
+    tpot_p90_ms: float | None
+    output_tokens_per_s: float
+    output_tokens_mean: float
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ class ServingRate:
     samples_per_s: float
     batch_size: int
     samples: int
+    output_tokens_per_s: float | None = None  # a causal LM: new tokens per second at that rate
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,8 @@ class SloRate:
     probes: int
     step: str
     searched: bool
+    output_tokens_per_s: float | None = None  # a causal LM: new tokens per second at that rate
+    bounds: str | None = None  # a causal LM's bounds in words (p99 TTFT ≤ ... ms, p99 TPOT ≤ ... ms)
 
 
 @dataclass(frozen=True)
@@ -185,6 +202,19 @@ class KindMetrics(Out):
 
     def period_quality(self) -> PeriodQuality | None:
         """Quality per dated period, when the kind scores periods."""
+        return None
+
+    def token_samples(self, result: ScenarioResult) -> dict[str, list[float]] | None:
+        """A causal LM's raw per-request token latencies ('ttft_ms', 'tpot_ms': requests with
+        >= 2 new tokens) that `latency().tokens` is computed from (selection bootstraps them)."""
+        return None
+
+    def answer_figures(self) -> Any:
+        """A causal LM scored by generation: its AnswerFigures (exact match, unparseable share), when it has them."""
+        return None
+
+    def perplexity_figure(self) -> Any:
+        """A language-modelling figure (value, ci_low, ci_high, n, method), when the kind has one."""
         return None
 
     def check_raw(self, raw: dict[str, list[Any]]) -> str | None:

@@ -44,6 +44,12 @@ class CandidateCost(_Out):
     per_million_p90_single_stream: Figure | None = Field(None, description="money per 1M, one stream at p90")
     per_million_at_slo: Figure | None = Field(None, description="money per 1M at the highest QPS a server step "
                                               "kept VALID under its latency bound; absent in older files")
+    per_million_output_tokens_at_throughput: Figure | None = Field(
+        None, description="a causal LM: money per 1M new tokens at the best offline output tokens/s")
+    per_million_output_tokens_single_stream: Figure | None = Field(
+        None, description="a causal LM: money per 1M new tokens, one request at a time (single_stream tokens/s)")
+    per_million_output_tokens_at_slo: Figure | None = Field(
+        None, description="a causal LM: money per 1M new tokens at the server's VALID rate under its bounds")
     serving_per_month: Figure | None = Field(None, description="the workload for 30 days at the throughput figure")
     inference_flops_per_day: Figure | None = Field(None, description="C_infer = M x C_fwd")
     training_machine_hours: Figure | None = Field(None, description="the building step as run")
@@ -68,7 +74,7 @@ class CostReport(_Out):
     method: str = (
         "per 1M at throughput = 1e6 / best offline samples/s / 3600 × price; p90-bound single stream = "
         "1e6 × p90 / 3600 × price (one query at a time); at the latency bound = 1e6 / the highest target QPS a "
-        "server step kept LoadGen VALID / 3600 × price; training: wall time of every run × processes × "
+        "server step kept LoadGen VALID / 3600 × price; a causal LM's inference is one request, and its cost per 1M output tokens = 1e6 / new tokens/s (the same three rates) / 3600 × price; training: wall time of every run × processes × "
         "price; C_train = N·(C_fwd + C_bwd) measured per sample, beside 3·C_fwd; C_infer = M·C_fwd"
     )
 
@@ -110,6 +116,7 @@ def _row(name: str, info: Any, mine: list[Any], suite: Any) -> CandidateCost:
             f"1e6 × p90 {p90:.2f} ms ({latency.queries} queries, {r.name}) / 3600 × {price:g} {cur}/h"))
     if price is not None:
         row.per_million_at_slo = _at_slo(mine, price, cur)
+        _per_output_token(row, mine, price, cur)
     flops = info.flops.per_sample if info is not None and info.flops is not None else None
     if flops is not None and wl.inferences_per_day is not None:
         row.inference_flops_per_day = Figure(value=wl.inferences_per_day * flops, unit="FLOP", derived_from=(
@@ -138,6 +145,34 @@ def _at_slo(mine: list[Any], price: float, cur: str) -> Figure | None:
                                         + ", ".join(f"{rate.step} {rate.qps:g}" for rate in rates) + " QPS)")
     return Figure(value=1e6 / best.qps / 3600 * price, unit=cur,
                   derived_from=f"1e6 / {basis} / 3600 × {price:g} {cur}/h{which}")
+
+
+def _per_output_token(row: CandidateCost, mine: list[Any], price: float, cur: str) -> None:
+    """A causal LM's cost per 1M new tokens at its best offline token rate, one request at a
+    time, and at the server's VALID rate under its bounds: 1e6 / tokens/s / 3600 × price."""
+    def figure(tokens_per_s: float, basis: str) -> Figure:
+        return Figure(value=1e6 / tokens_per_s / 3600 * price, unit=cur,
+                      derived_from=f"1e6 / {basis} / 3600 × {price:g} {cur}/h")
+
+    offline = [(r, rate) for r in mine if (rate := r.metrics.serving_rate(r)) is not None and rate.output_tokens_per_s]
+    if offline:
+        best, rate = max(offline, key=lambda x: x[1].output_tokens_per_s)
+        row.per_million_output_tokens_at_throughput = figure(rate.output_tokens_per_s, (
+            f"{rate.output_tokens_per_s:.1f} output tokens/s ({best.name}, batch {rate.batch_size}, "
+            f"{rate.samples} requests)"))
+    stream = [(r, lat.tokens) for r in mine if (lat := r.metrics.latency()) is not None and lat.tokens is not None
+              and lat.tokens.output_tokens_per_s > 0]
+    if stream:
+        r, t = stream[0]
+        row.per_million_output_tokens_single_stream = figure(t.output_tokens_per_s, (
+            f"{t.output_tokens_per_s:.1f} output tokens/s one request at a time ({r.name}, "
+            f"{t.output_tokens_mean:.1f} new tokens per request)"))
+    slo = [rate for r in mine if (rate := r.metrics.slo_rate(r)) is not None and rate.output_tokens_per_s]
+    if slo:
+        best_slo = max(slo, key=lambda rate: rate.qps)
+        row.per_million_output_tokens_at_slo = figure(best_slo.output_tokens_per_s, (
+            f"{best_slo.output_tokens_per_s:.1f} output tokens/s at {best_slo.qps:g} QPS, LoadGen VALID under "
+            f"{best_slo.bounds or 'its bound'} (server step {best_slo.step})"))
 
 
 def _energy(row: CandidateCost, mine: list[Any]) -> None:

@@ -16,7 +16,12 @@ Metric names a constraint or objective can use (units in the names):
   ``gflop_per_sample``;
 - ``cost_per_million`` (at the offline throughput), ``cost_per_million_p90`` (one stream),
   ``cost_per_million_at_slo`` (at ``server_peak_qps``; the cost report's figures);
-- ``accuracy_slope_pts_per_period``: the drift slope in points, with its CI.
+- ``accuracy_slope_pts_per_period``: the drift slope in points, with its CI;
+- a causal LM's: ``ttft_p50_ms``, ``ttft_p90_ms``, ``tpot_p50_ms``, ``tpot_p90_ms`` (single-stream
+  token latencies, CIs bootstrapped over the raw per-request values as for latency);
+  ``output_tokens_per_s`` (the best offline batch's new tokens/s); ``perplexity`` (the first
+  perplexity step's, with its bootstrap CI over documents); ``cost_per_million_output_tokens``
+  (offline), ``cost_per_million_output_tokens_one_stream``, ``cost_per_million_output_tokens_at_slo``.
 
 (config/selection.METRICS lists these names for validation, a name outside them is refused, and says
 which way each is better.) Every figure is read through the results' models and their hooks.
@@ -109,6 +114,22 @@ def candidate_metrics(run: RunResult) -> dict[str, dict[str, Measure]]:
             lat = np.asarray(samples, dtype=float)
             for p in (0.5, 0.9):
                 m[f"p{int(p * 100)}_latency_ms"] = _percentile_with_ci(lat, p)
+        tokens = next((t for s in run.scenarios if s.ok and s.candidate == name
+                       for t in [s.metrics.token_samples(s)] if t), None)
+        if tokens is not None:
+            for key, values in tokens.items():  # ttft_ms, tpot_ms
+                if values:
+                    arr = np.asarray(values, dtype=float)
+                    for p in (0.5, 0.9):
+                        m[f"{key[:-3]}_p{int(p * 100)}_ms"] = _percentile_with_ci(arr, p)
+        token_rates = [rate.output_tokens_per_s for s in run.scenarios if s.ok and s.candidate == name
+                       for rate in [s.metrics.serving_rate(s)] if rate is not None and rate.output_tokens_per_s]
+        if token_rates:
+            m["output_tokens_per_s"] = Measure(max(token_rates))
+        ppl = next((f for s in run.scenarios if s.ok and s.candidate == name
+                    for f in [s.metrics.perplexity_figure()] if f is not None), None)
+        if ppl is not None:
+            m["perplexity"] = Measure(ppl.value, ppl.ci_low, ppl.ci_high)
         if info.size_on_disk_bytes:
             m["size_mb"] = Measure(info.size_on_disk_bytes / 1e6)
             m["size_mib"] = Measure(info.size_on_disk_bytes / 2**20)
@@ -126,7 +147,11 @@ def candidate_metrics(run: RunResult) -> dict[str, dict[str, Measure]]:
         if cost is not None:
             for key, figure in (("cost_per_million", cost.per_million_at_throughput),
                                 ("cost_per_million_p90", cost.per_million_p90_single_stream),
-                                ("cost_per_million_at_slo", cost.per_million_at_slo)):
+                                ("cost_per_million_at_slo", cost.per_million_at_slo),
+                                ("cost_per_million_output_tokens", cost.per_million_output_tokens_at_throughput),
+                                ("cost_per_million_output_tokens_one_stream",
+                                 cost.per_million_output_tokens_single_stream),
+                                ("cost_per_million_output_tokens_at_slo", cost.per_million_output_tokens_at_slo)):
                 if figure is not None:
                     m[key] = Measure(figure.value)
         out[name] = m

@@ -64,6 +64,9 @@ class PerplexityMetrics(KindMetrics):
             f"{fmt(self.mean_nll_per_token, digits=3)} nats/token",
         )
 
+    def perplexity_figure(self) -> PerplexityValue:
+        return self.perplexity
+
 
 class PerplexityRunner(MeasureStep):
     kind = "perplexity"
