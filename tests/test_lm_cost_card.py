@@ -63,6 +63,21 @@ def test_cost_per_million_output_tokens_from_the_raw_samples(run: dict) -> None:
     assert "per 1M output tokens, at the offline token rate" in report
 
 
+def test_single_stream_mfu_from_each_requests_flops(run: dict) -> None:
+    ss = _steps(run["results"])["single_stream"][0]
+    raw, m = ss["raw"], ss["metrics"]
+    assert len(raw["request_flops"]) == len(raw["latencies_ms"])
+    # FLOPs grow with the answer: a request of k new tokens costs more than one of k - 1 at the same prompt
+    by = {(p, k): f for p, k, f in zip(raw["prompt_tokens"], raw["output_tokens"], raw["request_flops"])}
+    assert all(f > by[(p, k - 1)] for (p, k), f in by.items() if (p, k - 1) in by)
+    achieved = sum(raw["request_flops"]) / (sum(raw["latencies_ms"]) / 1e3) / 1e9
+    assert m["achieved_gflops_per_s"] == pytest.approx(achieved)
+    peak = run["results"]["peak_tflops"]
+    assert (m["mfu"] is None) == (peak is None)
+    if peak is not None:
+        assert m["mfu"] == pytest.approx(achieved / (peak * 1e3))
+
+
 def test_selection_metrics_bootstrap_the_token_latencies(run: dict) -> None:
     from hf_cost.report.results_file import load_results_file
     from hf_cost.select.from_results import candidate_metrics

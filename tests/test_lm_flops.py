@@ -15,6 +15,7 @@ from hf_cost.measure.lm_flops import (
     SUPPORTED_MODEL_TYPES,
     analytic_llama_decode_flops,
     analytic_llama_prefill_flops,
+    analytic_request_flops,
     kv_cache_bytes_per_token,
     lm_flops_summary,
     measured_decode_flops,
@@ -119,6 +120,19 @@ def test_generate_runs_prefill_last_position_then_decode_steps() -> None:
         analytic_llama_decode_flops(config, 7 + i, 2) for i in range(2)
     )
     assert counter.get_total_flops() == expected
+
+
+@pytest.mark.parametrize("new_tokens", [1, 4])
+def test_a_requests_flops_are_what_generate_counts(new_tokens: int) -> None:
+    # one request at batch 1, counted around model.generate itself (FlopCounterMode)
+    config, model = tiny_model("qwen2", **VARIANTS["qwen2"])
+    counter = _flop_counter()
+    with torch.no_grad(), counter:
+        model.generate(prompt(1, 5), attention_mask=torch.ones(1, 5, dtype=torch.long), max_new_tokens=new_tokens,
+                       min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    assert analytic_request_flops(config, 5, new_tokens) == counter.get_total_flops()
+    with pytest.raises(ValueError, match="new_tokens"):
+        analytic_request_flops(config, 5, 0)
 
 
 def test_tied_embeddings_change_nothing() -> None:

@@ -199,6 +199,17 @@ def measured_prefill_flops(
     return _result(counter)
 
 
+def analytic_request_flops(config: Any, prompt_len: int, new_tokens: int) -> int:
+    """Matmul FLOPs of one greedy request at batch 1, as ``generate`` runs it: the prefill of
+    ``prompt_len`` tokens with the LM head on the last position (it yields the first new token),
+    then one decode step per later token, the j-th of them (j = 0..new_tokens-2) over
+    ``prompt_len + j`` cached tokens."""
+    if not isinstance(new_tokens, int) or new_tokens < 1:
+        raise ValueError(f"new_tokens must be an int >= 1, got {new_tokens!r}")
+    total = analytic_llama_prefill_flops(config, prompt_len, logits_to_keep=1)
+    return total + sum(analytic_llama_decode_flops(config, prompt_len + j) for j in range(new_tokens - 1))
+
+
 def measured_decode_flops(model: torch.nn.Module, kv_len: int, *, batch: int = 1, seed: int = 0) -> FlopCount:
     """Count one decode step of ``model``: ``kv_len`` random tokens are prefilled into a
     DynamicCache outside the counter (``use_cache=True``), then one new token per sequence is

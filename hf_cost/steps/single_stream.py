@@ -105,10 +105,35 @@ class SingleStreamRunner(MeasureStep):
         result.metrics.tokens = TokenLatencies.model_validate(token_metrics(result.raw["latencies_ms"], raw["ttft_ms"], raw["tpot_ms"],
                                                  raw["output_tokens"], raw["prompt_tokens"],
                                                  scenario.target_percentile))
+        self._request_compute(result, ctx)
         result.settings["generation"] = ctx.suite.generation.model_dump() if ctx.suite is not None else None
         result.notes = [*(result.notes or []),
                         "an LM request is one generate call: latencies_ms end to end; TTFT from the call to its "
                         "first new token, TPOT (last - first token) / (tokens - 1), per request"]
+
+    @staticmethod
+    def _request_compute(result: ScenarioResult, ctx: RunContext) -> None:
+        """Achieved GFLOP/s and MFU of a causal LM's requests: each request's FLOPs by the analytic
+        Llama count at its own prompt and answer lengths (raw.request_flops), used only when
+        FlopCounterMode matched that count exactly on this candidate (candidates.*.lm_flops)."""
+        from hf_cost.measure.lm_flops import SUPPORTED_MODEL_TYPES, analytic_request_flops
+        from hf_cost.measure.peak_flops import mfu
+
+        info = getattr(ctx.candidate, "info", None)
+        counted = getattr(info, "lm_flops", None) or {}
+        config = getattr(getattr(ctx.candidate, "module", None), "config", None)
+        if not counted.get("all_agree") or getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+            return
+        raw = result.raw
+        flops = [analytic_request_flops(config, p, k) for p, k in zip(raw["prompt_tokens"], raw["output_tokens"])]
+        achieved = sum(flops) / (sum(raw["latencies_ms"]) / 1e3)
+        raw["request_flops"] = flops
+        result.metrics.achieved_gflops_per_s = achieved / 1e9
+        result.metrics.mfu = mfu(achieved, ctx.peak_tflops)
+        result.notes = [*(result.notes or []),
+                        "achieved GFLOP/s: the requests' FLOPs (raw.request_flops: prefill at the prompt's length with "
+                        "the LM head on its last position, one decode step per later token; the analytic Llama count, "
+                        "equal to FlopCounterMode's on this candidate) / the sum of request latencies"]
 
     def _on_loadgen(self, scenario: SingleStreamScenario, ctx: RunContext, warm_s: float | None) -> ScenarioResult:
         """LoadGen's SingleStream: it issues the queries, its trace gives each latency (from the
