@@ -32,3 +32,31 @@ def drifting_csv(path: Path, model_dir: Path, per_period: int = 80, seed: int = 
                 rng.shuffle(tokens)
                 writer.writerow([day, f"Q{q + 1}", " ".join(tokens), label])
     return path
+
+
+def save_constant_llama(directory: Path, boosts: dict[str, float]) -> Path:
+    """The tiny Llama of lm_helpers made to predict one fixed next-token distribution whatever the
+    context: every token embeds as the all-ones vector, attention and MLP outputs are zeroed, so
+    each position's final hidden state is RMSNorm(ones) = ones (norm weight 1); the LM head's row
+    for word w is (boosts[w] / hidden) * ones and zero otherwise, so logit(w) = boosts.get(w, 0).
+    Hence P(w) = exp(b_w) / Z with Z = sum_v exp(b_v) over the whole vocabulary (b_v = 0 unboosted):
+    a document's NLL is known in closed form, and greedy decoding always answers the top word."""
+    import torch
+    from lm_helpers import save_tiny_llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    save_tiny_llama(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    vocab = AutoTokenizer.from_pretrained(directory).get_vocab()
+    hidden = model.config.hidden_size
+    with torch.no_grad():
+        model.model.embed_tokens.weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.norm.weight.fill_(1.0)
+        model.lm_head.weight.zero_()
+        for word, boost in boosts.items():
+            model.lm_head.weight[vocab[word]] = boost / hidden
+    model.save_pretrained(directory)
+    return directory

@@ -74,7 +74,7 @@ def test_a_candidate_the_main_process_built_alone_is_recorded_by_the_others(prun
     # prune runs on the main process only: elsewhere its lifecycle builds nothing and listens
     assert step_class("prune")().execute(prepared.suite.scenarios[0], other, "scenarios[0]") == []
     assert heard == [{"name": "pr", "origin": "variant", "parent": "base", "recipe": {"kind": "prune"},
-                      "checkpoint_dir": str(staged), "final_path": str(staged)}]
+                      "checkpoint_dir": str(staged), "final_path": str(staged), "keeps_dtype": False}]
     assert other.store.names() == ["base", "pr"] and other.store.failed("pr") is None
     assert other.store.checkpoint_of("pr").local_dir == staged == main.checkpoint_of("pr").local_dir
     assert other.store.checkpoint_of("pr").config.num_labels == 2

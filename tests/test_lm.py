@@ -167,7 +167,7 @@ def test_bad_lm_settings_are_one_line_exit_2_nothing_written(
             f"inputs: {{kind: dataset, dataset: {{path: {ds}}}, sequence_length: 64, num_samples: 16}}",
             "inputs: {kind: synthetic}")
     elif case == "kind_without_lm_support":
-        steps = "\n  - {kind: quanto, from: base}"
+        steps = "\n  - {kind: multi_stream}"
     elif case == "loadgen_engine":
         steps = "\n  - {kind: single_stream, engine: loadgen}"
     elif case == "regex_matching_no_label":

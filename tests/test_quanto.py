@@ -223,7 +223,7 @@ def _validate_error(path: Path, capsys) -> str:
         ("\n  - {kind: onnx, name: o}\n  - {kind: quanto, from: o}\n", "scenarios[1].from", "ONNX"),
         ("\n  - {kind: onnx_int8, name: o}\n  - {kind: quanto, from: o}\n", "scenarios[1].from", "ONNX"),
         ("\n  - {kind: quanto, name: q1}\n  - {kind: quanto, from: q1}\n", "scenarios[1].from", "quanto"),
-        ("\n  - {kind: quanto, weights: int4}\n", "scenarios[0].weights", "int8"),
+        ("\n  - {kind: quanto, weights: int2}\n", "scenarios[0].weights", "int4"),
     ],
 )
 def test_validate_refuses_what_cannot_be_quantized(classifier_dir, tmp_path, capsys, scenarios, key, words):

@@ -128,10 +128,13 @@ class OnnxInt8Step(BuildingStep):
 
 
 class QuantoStep(BuildingStep):
-    """optimum-quanto weight quantization of a torch candidate (activations stay float)."""
+    """optimum-quanto weight quantization of a torch candidate, an encoder or a causal LM
+    (activations stay float)."""
 
     kind: Literal["quanto"]
-    weights: Literal["int8", "float8"] = "int8"
+    weights: Literal["int8", "int4", "float8"] = Field(
+        "int8", description="int8 / float8 e4m3: one byte a weight and a float scale per output row; int4: "
+        "two weights a byte, a float scale and shift per row (or per group of up to 128 inputs)")
 
 
 class PruneStep(BuildingStep):

@@ -11,12 +11,20 @@ from pydantic import Field, field_validator, model_validator
 
 from hf_cost.config.base import DatasetSpec, MeasuredStep
 from hf_cost.config.fields import BatchSize, PeriodLabel, PosInt, ShownText
+from hf_cost.config.generation import AnswerSettings
+
+# Keys only a classifier's drift reads; a causal LM's drift refuses them when set (steps/drift.py).
+ENCODER_ONLY = ("sequence_length", "exclude_training_rows", "domain_classifier", "max_texts_per_side", "horizon")
+# Keys only a causal LM's drift reads; a classifier's refuses them when set.
+LM_ONLY = ("answers", "max_length")
 
 
 class DriftScenario(MeasuredStep):
     """Every period of ``dataset.period_column`` scored like accuracy mode, with decay statistics
     (in-distribution vs out-of-distribution, period-to-period change, slope per period), input
-    drift against the training window, and label-free accuracy estimates."""
+    drift against the training window, and label-free accuracy estimates. A causal LM
+    (model.task: text-generation): perplexity per period (no labels needed) with its decay, and,
+    when the dataset has a label column, accuracy by generation per period."""
 
     kind: Literal["drift"]
     dataset: DatasetSpec
@@ -54,6 +62,13 @@ class DriftScenario(MeasuredStep):
         "fine_tune steps (periods up to t) to get the protocol's curve.",
     )
 
+    answers: AnswerSettings | None = Field(
+        None, description="Causal LM with dataset.label_column: how each period's generated answers become labels "
+        "(as the accuracy kind's answers:); default parser when omitted.")
+    max_length: PosInt | None = Field(
+        None, description="Causal LM: tokens scored per document for perplexity at most (its first ones, BOS "
+        "included). Default: the model's max_position_embeddings, at most 1024 (as the perplexity kind).")
+
     @field_validator("period_column")
     @classmethod
     def _column(cls, v: str) -> str:
@@ -63,8 +78,6 @@ class DriftScenario(MeasuredStep):
 
     @model_validator(mode="after")
     def _consistent(self) -> DriftScenario:
-        if self.dataset.label_column is None:
-            raise ValueError("dataset.label_column is required to score each period")
         if self.order is not None and self.granularity != "label":
             raise ValueError("order: only used with granularity: label (dates are ordered by time)")
         for key in ("order", "training_window"):

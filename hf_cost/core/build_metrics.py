@@ -163,7 +163,13 @@ class OnnxMetrics(VariantMetrics):
     parameters: Count
     initializer_bytes: Count
     session_load_time_s: NonNegative
-    max_abs_output_diff_vs_source: NonNegative
+    max_abs_output_diff_vs_source: NonNegative = Field(
+        description="max |difference| vs the source torch model: logits or last hidden state; a causal LM's "
+        "logits at the first new token's position")
+    next_token_agreement_vs_source: Share | None = Field(
+        None, description="causal LMs: share of teacher-forced positions where the graph's argmax is the source "
+        "torch model's greedy token")
+    next_tokens_compared: Count | None = Field(None, description="causal LMs: positions behind that share")
 
 
 class OnnxInt8Metrics(OnnxMetrics):
@@ -190,9 +196,20 @@ class QuantoMetrics(VariantMetrics):
     source_size_on_disk_bytes: Count | None
     max_abs_logit_difference: NonNegative | None = Field(None, description="classifiers: max |logit difference|")
     max_abs_hidden_state_difference: NonNegative | None = Field(None, description="no head: last hidden state")
+    max_abs_first_token_logit_difference: NonNegative | None = Field(
+        None, description="causal LMs: max |difference| of the first new token's logits")
+    top1_agreement: Share | None = Field(
+        None, description="share of probe samples whose argmax is the source's: a causal LM's greedy next token, "
+        "a classifier's predicted label; None for a bare encoder")
+    excluded_modules: list[str] = Field(default_factory=list, description="Linear layers left float (an LM's head)")
     flops_per_sample: Count | None
     flops_source: str | None
     flops_counted_on_quantized_per_sample: Count | None
+    lm_prefill_flops: Count | None = Field(
+        None, description="causal LMs: FLOPs of generate's prefill at the median prompt length, as candidates.*.lm_flops "
+        "reports them (inherited from the source when the counter misses quanto's matmuls)")
+    lm_prefill_flops_counted_on_quantized: Count | None = Field(
+        None, description="causal LMs: the same prefill counted by FlopCounterMode on the quantized model")
     saved_weights: str | None
 
 
@@ -219,3 +236,69 @@ class PruneMetrics(VariantMetrics):
     saved_checkpoint: str
 
 
+
+
+class LoraMetrics(TrainingMetrics):
+    """LoRA on a causal LM (PEFT): fine_tune's time-to-target figures, plus the adapter's size and share.
+
+    Quality is accuracy (or macro F1) by greedy generation on the eval prompts, parsed as the
+    accuracy kind parses an LM's answers; throughput counts examples and their real tokens
+    (prompt + answer) over training time, evaluation excluded."""
+
+    card_settings: ClassVar[tuple[str, ...] | None] = (
+        "r", "alpha", "dropout", "learning_rate", "batch_size", "max_steps", "max_time_s", "runs", "seed")
+
+    trainable_parameters: Count = Field(description="requires_grad parameters: the adapters' A and B")
+    total_parameters: Count = Field(description="base + adapter parameters")
+    trainable_share: Share
+    adapted_modules: Count = Field(description="Linear modules that carry an adapter")
+    adapter_parameter_bytes: Count
+    adapter_file_bytes: Count | None = Field(description="adapter_model.safetensors on disk; None if not saved")
+    train_examples: Count
+    eval_examples: Count
+    train_answer_tokens_per_s: NonNegative | None = Field(description="tokens the loss is on (answer + EOS)")
+    saved_unparseable_share: Share | None = Field(description="eval answers of the saved model naming no label")
+    reload_max_abs_logit_difference: NonNegative | None = Field(
+        description="the candidate reloaded from its files vs the model trained, on eval prompts")
+
+    def summary_cells(self, result: ScenarioResult) -> SummaryCells:
+        cells = super().summary_cells(result)
+        adapter = (f"; adapter {self.trainable_parameters:,} trainable parameters "
+                   f"({self.trainable_share:.2%}) in {self.adapted_modules} Linears")
+        return SummaryCells(n=cells.n, headline=cells.headline, spread=cells.spread + adapter)
+
+
+class LoraMergeMetrics(VariantMetrics):
+    """A LoRA adapter merged into its base weights (PEFT merge_and_unload), checked against the unmerged model."""
+
+    merge_s: NonNegative
+    max_abs_logit_difference: NonNegative = Field(description="merged vs unmerged, over every real prompt position")
+    greedy_token_agreement: Share = Field(
+        description="share of prompt positions where merged and unmerged pick the same next token (argmax)")
+    probe_prompts: Count
+    probe_positions: Count
+    parameters: Count
+    parameter_bytes: Count
+    size_on_disk_bytes: Count | None
+    saved_checkpoint: str | None
+
+
+class CastMetrics(VariantMetrics):
+    """A copy of a torch candidate with its floating-point weights cast to bfloat16 or float16."""
+
+    cast_s: NonNegative
+    source_dtype: str
+    dtype: str
+    parameters: Count
+    parameter_bytes_before: Count
+    parameter_bytes_after: Count
+    parameter_bytes_ratio: NonNegative
+    size_on_disk_bytes: Count | None = Field(description="the saved checkpoint's weight files")
+    source_size_on_disk_bytes: Count | None
+    output_compared: str = Field(description="logit | hidden_state | first_token_logit (a causal LM's first new token)")
+    max_abs_output_difference: NonNegative = Field(description="max |cast - source| over the probe samples' outputs")
+    top1_agreement: Share | None = Field(
+        description="share of probe samples whose argmax is the source's: a causal LM's greedy next token, a "
+        "classifier's predicted label; None for a bare encoder")
+    probe_samples: Count
+    saved_checkpoint: str | None

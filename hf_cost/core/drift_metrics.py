@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from hf_cost.core.format import describe_slope, dropped
+from hf_cost.core.drift_lm_metrics import LmDrift, PeriodAnswers, PeriodPerplexity
+from hf_cost.core.format import describe_slope, dropped, fmt
 from hf_cost.core.metrics import ScoredMetric, _better, _Metrics
 from hf_cost.core.results import KindMetrics, PeriodQuality, QualityFigure, ScenarioResult, SummaryCells
 
@@ -94,6 +95,8 @@ class PeriodDrift(_Metrics):
         None, description="against the training window: unseen words / word pieces, length KS, label prior, "
         "prediction shift, domain-classifier AUC (drift/input_shift.py)"
     )
+    perplexity: PeriodPerplexity | None = Field(None, description="causal LM: the period's perplexity")
+    answers: PeriodAnswers | None = Field(None, description="causal LM with labels: its answers parsed to labels")
 
 
 class EvalStream(_Metrics):
@@ -114,9 +117,10 @@ class DriftMetrics(KindMetrics):
     excluded_training_rows: int
     id_rows: int = Field(description="scored rows inside the training window (in-distribution)")
     periods: list[PeriodDrift]
-    decay: Decay
+    decay: Decay | None = Field(description="accuracy's decay; None for a causal LM scored without labels")
     stream: EvalStream | None = Field(None, description="with `horizon`: Wild-Time's Eval-Stream figure")
-    label_distribution_reference: dict[str, int]
+    label_distribution_reference: dict[str, int] = Field(default_factory=dict)
+    lm: LmDrift | None = Field(None, description="causal LM: perplexity decay, and how answers were scored")
     duration_s: float = Field(description="inference over every scored row")
     analysis_s: float = Field(description="statistics, input drift and domain classifiers")
     throughput_samples_per_s: float
@@ -125,14 +129,23 @@ class DriftMetrics(KindMetrics):
     def summary_cells(self, result: ScenarioResult) -> SummaryCells:
         d = self.decay
         scored = [p for p in self.periods if p.accuracy is not None]
-        headline = " · ".join(f"{p.period} {p.accuracy.value:.3f}" for p in scored)
-        bits = []
-        if d.drop is not None:
-            bits.append(f"ID − OOD {d.drop.value * 100:+.1f} pts [{d.drop.ci_low * 100:+.1f}, {d.drop.ci_high * 100:+.1f}]")
-        if d.slope is not None:
+        heads, bits = [], []
+        if self.lm is not None:
+            heads.append("perplexity per period: " + " · ".join(
+                f"{p.period} {fmt(p.perplexity.value)}" for p in self.periods if p.perplexity is not None))
+            s = self.lm.perplexity_decay.slope
+            if s is not None:
+                bits.append(f"log-perplexity slope {s.value:+.3g} nats/token per period "
+                            f"[{s.ci_low:+.3g}, {s.ci_high:+.3g}]")
+        if scored:
+            heads.append("accuracy per period: " + " · ".join(f"{p.period} {p.accuracy.value:.3f}" for p in scored))
+        if d is not None and d.drop is not None:
+            drop = d.drop
+            bits.append(f"ID − OOD {drop.value * 100:+.1f} pts [{drop.ci_low * 100:+.1f}, {drop.ci_high * 100:+.1f}]")
+        if d is not None and d.slope is not None:
             bits.append(describe_slope(d.slope.model_dump(), self.granularity))
         return SummaryCells(n=f"{self.scored_rows} rows, {len(self.periods)} periods" + dropped(self.dropped_rows),
-                            headline=f"accuracy per period: {headline}", spread="; ".join(bits) or "—")
+                            headline="; ".join(heads) or "—", spread="; ".join(bits) or "—")
 
     def shown_periods(self) -> list[Any]:
         """The periods a comparison shows: those of the training window, and the latest."""
@@ -152,12 +165,16 @@ class DriftMetrics(KindMetrics):
                 rows=[raw["rows"][i] for i in idx]))
         return out
 
-    def period_quality(self) -> PeriodQuality:
+    def period_quality(self) -> PeriodQuality | None:
+        if self.decay is None:  # a causal LM scored without labels: no quality per period to show
+            return None
         return PeriodQuality(period_column=self.period_column, granularity=self.granularity,
                              training_window=list(self.training_window), periods=list(self.periods))
 
-    def decay_summary(self, result: ScenarioResult) -> dict[str, Any]:
+    def decay_summary(self, result: ScenarioResult) -> dict[str, Any] | None:
         d = self.decay
+        if d is None:
+            return None
         return {"scenario": result.name, "granularity": self.granularity,
                 "slope": None if d.slope is None else d.slope.model_dump(),
                 "drop": None if d.drop is None else d.drop.model_dump()}

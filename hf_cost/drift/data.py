@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from hf_cost.config.base import DatasetSpec
 from hf_cost.config.lineage import Lineage, TrainedOn
 from hf_cost.data.labelled import LabelledSet, labelled_from_dataset
-from hf_cost.data.selection import narrow_rows
+from hf_cost.data.selection import describe_dropped, narrow_rows
 from hf_cost.data.sources import load_split, require_columns
 from hf_cost.drift.lineage import describe
 from hf_cost.drift.periods import PeriodColumn, bin_periods, check_named_periods
@@ -52,9 +52,43 @@ def load_period_rows(spec: DatasetSpec, sc: Any, where: str, label_names: Sequen
     its period from ``sc.period_column`` binned by ``sc.granularity``. ``step``: the key path of
     the drift step (where `period_column` and `timezone` are), default ``where`` minus its last key."""
     step = step or where.rsplit(".", 1)[0]
-    ds = load_split(spec, where)
     columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column,
                "label_column": spec.label_column}
+    ds, dropped, column = _dated_rows(spec, sc, where, step, columns, order)
+    whole = spec.model_copy(update={"where": None, "select": "all", "max_samples": None})
+    data = labelled_from_dataset(ds, whole, where, label_names)  # nothing left to narrow
+    data.dropped, data.description = dropped, spec.display_name + data.description.removeprefix(whole.display_name)
+    periods = [p for p in column.labels if p is not None]  # none missing: narrow_rows dropped them
+    return PeriodRows(data=data, periods=periods, column=column, row_numbers=list(ds[_ROW]))
+
+
+@dataclass
+class PeriodTexts:
+    """Texts without labels (a causal LM's perplexity), each with its period."""
+
+    texts: list[str]
+    periods: list[str]  # one per row
+    column: PeriodColumn
+    row_numbers: list[int]  # each row's data row in the file, from 1
+    dropped: dict[str, int]
+    description: str
+
+
+def load_period_texts(spec: DatasetSpec, sc: Any, where: str, *, order: Sequence[str] | None = None) -> PeriodTexts:
+    """``spec``'s texts (narrowed as it says; its label column, if any, is not read), each with its
+    period, as `load_period_rows` bins them."""
+    ds, dropped, column = _dated_rows(spec, sc, where, where.rsplit(".", 1)[0], {"text_column": spec.text_column},
+                                      order)
+    return PeriodTexts(texts=[str(t) for t in ds[spec.text_column]], periods=[p for p in column.labels if p is not None],
+                       column=column, row_numbers=list(ds[_ROW]), dropped=dropped,
+                       description=spec.display_name + describe_dropped(dropped))
+
+
+def _dated_rows(spec: DatasetSpec, sc: Any, where: str, step: str, columns: dict[str, str | None],
+                order: Sequence[str] | None) -> tuple[Any, dict[str, int], PeriodColumn]:
+    """The narrowed rows (each with its data row number) and their periods; rows with an empty
+    cell in ``columns`` or the period column dropped and counted."""
+    ds = load_split(spec, where)
     require_columns(ds, columns, where)
     require_columns(ds, {"period_column": sc.period_column}, step)
     ds = ds.add_column(_ROW, list(range(1, len(ds) + 1)))  # data rows counting from 1, for messages
@@ -66,11 +100,7 @@ def load_period_rows(spec: DatasetSpec, sc: Any, where: str, label_names: Sequen
         raise DataError(str(exc).removeprefix(f"{exc.where}: "), where=f"{step}.period_column") from None
     column = bin_periods(list(ds[sc.period_column]), sc.granularity, sc.period_column, timezone=sc.timezone,
                          order=order, where=step, row_numbers=list(ds[_ROW]))
-    whole = spec.model_copy(update={"where": None, "select": "all", "max_samples": None})
-    data = labelled_from_dataset(ds, whole, where, label_names)  # nothing left to narrow
-    data.dropped, data.description = dropped, spec.display_name + data.description.removeprefix(whole.display_name)
-    periods = [p for p in column.labels if p is not None]  # none missing: narrow_rows dropped them
-    return PeriodRows(data=data, periods=periods, column=column, row_numbers=list(ds[_ROW]))
+    return ds, dropped, column
 
 
 def training_window(sc: Any, suite: Any, candidate: str, rows: PeriodRows, where: str,

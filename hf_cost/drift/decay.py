@@ -97,7 +97,7 @@ def decay_statistics(
          **stat(point[t] - point[t - 1], boot[:, t] - boot[:, t - 1])}
         for t in range(1, len(names))
     ]
-    report["slope"] = _slope(point, boot, x, confidence, stat)
+    report["slope"] = slope_with_ci(point, boot, x, confidence, stat)
     return report
 
 
@@ -145,8 +145,11 @@ def _resample_means(arrays: list[np.ndarray], n_resamples: int, seed: int) -> np
     return out
 
 
-def _slope(point: np.ndarray, boot: np.ndarray, x: np.ndarray, confidence: float,
-           stat: Any) -> dict[str, Any] | None:
+def slope_with_ci(point: np.ndarray, boot: np.ndarray, x: np.ndarray, confidence: float,
+                  stat: Any) -> dict[str, Any] | None:
+    """Least-squares slope of ``point`` (T period values) on positions ``x``: ``stat(value,
+    boot @ w)`` gives the bootstrap interval from the (B, T) resampled values, plus the OLS
+    t-interval and p-value from the points' scatter around the line (T >= 3). None for T < 2."""
     t = len(point)
     if t < 2:
         return None

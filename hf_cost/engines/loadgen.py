@@ -4,7 +4,8 @@ the system under test (SUT) and a query-sample library (QSL) over the performanc
 
 The SUTs:
 - **Server** (engines/loadgen_server.py): LoadGen's issue thread only queues each query in the
-  dynamic batcher, whose worker threads run the candidate and complete the queries.
+  dynamic batcher, whose worker threads run the candidate and complete the queries. A causal LM
+  runs with LoadGen's token latencies (engines/token_serving.py: first tokens, token counts).
 - **SingleStream / MultiStream** (`run_stream`): the next query is issued only when the last
   one completed, so the query runs inside ``issue_queries`` itself: one forward of its samples
   (MultiStream: its N samples as one batch, padded to their longest member), then
@@ -91,6 +92,8 @@ class TestPlan:
     expected_latency_ms: float | None = None  # Single/MultiStream: LoadGen sizes its run from it
     samples_per_query: int | None = None  # MultiStream
     expected_qps: float | None = None  # Offline: LoadGen sizes its one query from it
+    ttft_bound_ms: float | None = None  # Server, a causal LM: use_token_latencies with ttft_latency ...
+    tpot_bound_ms: float | None = None  # ... and tpot_latency, at latency_percentile
 
     def test_settings(self, lg: Any) -> Any:
         ts = lg.TestSettings()
@@ -102,8 +105,13 @@ class TestPlan:
             ts.max_duration_ms = round(self.max_duration_s * 1e3)
         if self.scenario == "Server":
             ts.server_target_qps = float(self.target_qps)
-            ts.server_target_latency_ns = round(self.latency_bound_ms * 1e6)
             ts.server_target_latency_percentile = float(self.latency_percentile)
+            if self.ttft_bound_ms is not None:  # LoadGen then judges TTFT and TPOT, not the request latency
+                ts.use_token_latencies = True
+                ts.ttft_latency = round(self.ttft_bound_ms * 1e6)  # TestSettings::server_ttft_latency (ns)
+                ts.tpot_latency = round(self.tpot_bound_ms * 1e6)  # TestSettings::server_tpot_latency (ns)
+            else:
+                ts.server_target_latency_ns = round(self.latency_bound_ms * 1e6)
         elif self.scenario == "SingleStream":
             ts.single_stream_expected_latency_ns = round((self.expected_latency_ms or 1.0) * 1e6)
             ts.single_stream_target_latency_percentile = float(self.latency_percentile)
@@ -116,10 +124,14 @@ class TestPlan:
         return ts
 
     @classmethod
-    def server(cls, target_qps: float, latency_bound_ms: float, latency_percentile: float, min_duration_s: float,
-               min_query_count: int) -> TestPlan:
+    def server(cls, target_qps: float, latency_bound_ms: float | None, latency_percentile: float,
+               min_duration_s: float, min_query_count: int, *, ttft_bound_ms: float | None = None,
+               tpot_bound_ms: float | None = None) -> TestPlan:
+        if (latency_bound_ms is None) == (ttft_bound_ms is None) or (ttft_bound_ms is None) != (tpot_bound_ms is None):
+            raise ValueError("a Server test has either latency_bound_ms or both ttft_bound_ms and tpot_bound_ms")
         return cls("Server", min_duration_s, min_query_count, latency_percentile=latency_percentile,
-                   latency_bound_ms=latency_bound_ms, target_qps=target_qps)
+                   latency_bound_ms=latency_bound_ms, target_qps=target_qps, ttft_bound_ms=ttft_bound_ms,
+                   tpot_bound_ms=tpot_bound_ms)
 
 
 @dataclass

@@ -10,12 +10,19 @@ default) holds one ``Sample`` begin event per sample, at the time LoadGen *sched
 the latencies LoadGen's percentiles are computed from (checked: sorted[int(n * p)] of them
 equals its ``result_*_percentile_latency_ns``). The trace as a whole is not valid JSON (LoadGen
 writes some ``args`` with doubled quotes), so only the Sample lines are read, one at a time.
+
+With token latencies (a causal LM in Server, ``use_token_latencies``), LoadGen traces each
+``FirstTokenComplete`` as a ``Token_Latency`` counter event at the query's *scheduled* time, with
+``issue_delay`` + ``issue_to_done`` = scheduled to first token (its TTFT, the value it sorts for
+``result_first_token_*``). The event names no sample, so it is paired with the Sample event of
+the same scheduled time (one sample per query in Server); two queries scheduled at the same
+nanosecond could not be told apart, and are refused.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,19 @@ class DetailLog:
     values: dict[str, Any]  # key -> value (the last one logged)
     errors: list[str] = field(default_factory=list)  # '<key>: <value>' of entries flagged is_error
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TokenFigures:
+    """A Server run with token latencies (use_token_latencies), as its detail log states it."""
+
+    ttft_bound_ms: float  # requested_server_ttft_latency
+    tpot_bound_ms: float  # requested_server_tpot_latency
+    ttft_percentiles_ms: dict[str, float]  # result_first_token_<p>_percentile_latency_ns
+    tpot_percentiles_ms: dict[str, float]  # result_time_per_output_token_<p>_percentile_ns
+    completed_tokens_per_s: float | None  # result_completed_tokens_per_second: tokens / (start -> last done)
+    early_stopping_ttft: str  # early_stopping_ttft_result
+    early_stopping_tpot: str  # early_stopping_tpot_result
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,7 @@ class LoadGenFigures:
     qps_without_overhead: float | None = None  # Single/MultiStream: result_qps_without_loadgen_overhead
     early_stopping_latency_ms: float | None = None  # Single/MultiStream: LoadGen's early-stopping estimate
     samples_per_query: int | None = None  # effective_samples_per_query
+    tokens: TokenFigures | None = None  # Server with token latencies (a causal LM)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,7 @@ class TraceSample:
     latency_ms: float  # scheduled -> QuerySamplesComplete (LoadGen's complete_ns)
     issue_delay_ms: float  # scheduled -> LoadGen's call of issue_queries (its issue_start_ns)
     query_seq: int = 0  # the query it belongs to (MultiStream: N samples per query; Offline: one query)
+    first_token_ms: float | None = None  # Server with token latencies: scheduled -> FirstTokenComplete
 
 
 def read_detail_log(path: Path) -> DetailLog:
@@ -99,14 +121,24 @@ def figures(log: DetailLog) -> LoadGenFigures:
     v = log.values
     percentiles: dict[str, float] = {}
     for key, value in v.items():
-        if key.startswith("result_") and key.endswith("_percentile_latency_ns"):
+        if (key.startswith("result_") and key.endswith("_percentile_latency_ns")
+                and not key.startswith("result_first_token_")):
             p = float(key[len("result_"):-len("_percentile_latency_ns")]) / 100
             percentiles[percentile_key(p)] = value / 1e6
-    detail = " ".join(str(v.get("early_stopping_result", "")).split())
+    tokens = token_figures(v)
+    detail = " ".join(str(v.get("early_stopping_result", "")).split()) if tokens is None else (
+        # LoadGen checks TPOT first and TTFT only when TPOT passed: an empty result was not checked
+        f"TPOT: {tokens.early_stopping_tpot or 'not checked'} TTFT: {tokens.early_stopping_ttft or 'not checked'}")
     flags = {k: v.get(k) for k in ("result_perf_constraints_met", "result_min_duration_met",
                                    "result_min_queries_met", "early_stopping_met")}
     why = []
-    if flags["result_perf_constraints_met"] is False:
+    if flags["result_perf_constraints_met"] is False and tokens is not None:
+        pk = percentile_key(v.get("effective_target_latency_percentile", 0))
+        for what, got, bound in (("TTFT", tokens.ttft_percentiles_ms, tokens.ttft_bound_ms),
+                                 ("TPOT", tokens.tpot_percentiles_ms, tokens.tpot_bound_ms)):
+            if got.get(pk) is not None and got[pk] > bound:
+                why.append(f"{what} bound missed: {pk} {what} {got[pk]:g} ms > {bound:g} ms")
+    elif flags["result_perf_constraints_met"] is False:
         over = v.get("result_overlatency_query_count")
         why.append(f"latency bound missed at {percentile_key(v.get('effective_target_latency_percentile', 0))}"
                    + (f" ({over} of {v.get('result_query_count')} queries over the bound)" if over is not None else ""))
@@ -145,23 +177,57 @@ def figures(log: DetailLog) -> LoadGenFigures:
                                        "MultiStream": v.get("early_stopping_latency_ms")}.get(
                                            v.get("effective_scenario"))) if flags["early_stopping_met"] else None,
         samples_per_query=v.get("effective_samples_per_query"),
+        tokens=tokens,
+    )
+
+
+def token_figures(v: dict[str, Any]) -> TokenFigures | None:
+    """The token-latency figures of a detail log's values; None when the run had none."""
+    if not v.get("requested_use_token_latencies"):
+        return None
+    ttft, tpot = {}, {}
+    for key, value in v.items():
+        if key.startswith("result_first_token_") and key.endswith("_percentile_latency_ns"):
+            ttft[percentile_key(float(key[len("result_first_token_"):-len("_percentile_latency_ns")]) / 100)] = value / 1e6
+        elif key.startswith("result_time_per_output_token_") and key.endswith("_percentile_ns"):
+            p = float(key[len("result_time_per_output_token_"):-len("_percentile_ns")]) / 100
+            tpot[percentile_key(p)] = value / 1e6
+    return TokenFigures(
+        ttft_bound_ms=v["requested_server_ttft_latency"] / 1e6, tpot_bound_ms=v["requested_server_tpot_latency"] / 1e6,
+        ttft_percentiles_ms=ttft, tpot_percentiles_ms=tpot,
+        completed_tokens_per_s=_float(v.get("result_completed_tokens_per_second")),
+        early_stopping_ttft=" ".join(str(v.get("early_stopping_ttft_result", "")).split()),
+        early_stopping_tpot=" ".join(str(v.get("early_stopping_tpot_result", "")).split()),
     )
 
 
 def read_trace_samples(path: Path) -> list[TraceSample]:
-    """Every sample of the trace, in LoadGen's issue order (its sample_seq)."""
-    samples = []
+    """Every sample of the trace, in LoadGen's issue order (its sample_seq), with its first token's
+    latency when LoadGen traced one (Token_Latency events)."""
+    samples, first_tokens = [], {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
+            if line.startswith('{"name":"Token_Latency"'):
+                event = json.loads(line.rstrip().rstrip(","))
+                if event["ts"] in first_tokens:
+                    raise ValueError(f"{path}: two first tokens traced for queries scheduled at {event['ts']} us")
+                first_tokens[event["ts"]] = (int(event["args"]["issue_delay"]) + int(event["args"]["issue_to_done"]))
+                continue
             if not line.startswith('{"name":"Sample"') or '"ph":"b"' not in line:
                 continue
             event = json.loads(line.rstrip().rstrip(","))
             a = event["args"]
-            samples.append(TraceSample(int(a["sample_seq"]), int(a["sample_idx"]), float(event["ts"]) / 1e6,
-                                       int(a["complete_ns"]) / 1e6, int(a["issue_start_ns"]) / 1e6,
-                                       int(a.get("query_seq", 0))))
-    samples.sort(key=lambda s: s.sample_seq)
-    return samples
+            samples.append((event["ts"], TraceSample(int(a["sample_seq"]), int(a["sample_idx"]),
+                                                     float(event["ts"]) / 1e6, int(a["complete_ns"]) / 1e6,
+                                                     int(a["issue_start_ns"]) / 1e6, int(a.get("query_seq", 0)))))
+    if first_tokens:
+        if len({ts for ts, _ in samples}) != len(samples) or len(first_tokens) != len(samples):
+            raise ValueError(f"{path}: {len(first_tokens)} first tokens for {len(samples)} samples cannot be paired "
+                             "one to one by scheduled time")
+        samples = [(ts, replace(s, first_token_ms=first_tokens[ts] / 1e6)) for ts, s in samples]
+    out = [s for _, s in samples]
+    out.sort(key=lambda s: s.sample_seq)
+    return out
 
 
 def _ms(ns: Any) -> float | None:

@@ -3,7 +3,9 @@ issue thread calls ``issue_queries`` at each query's scheduled time (Poisson arr
 ``server_target_qps``); it only queues the samples in the `Batcher` (arrival = the batcher's
 clock at that call) and returns. ``workers`` batcher threads (model instances sharing the one
 candidate) each take a batch, run ``candidate.forward(pset.batch(indices))`` and
-``candidate.synchronize()``, then call ``QuerySamplesComplete`` for its samples. Torch's
+``candidate.synchronize()``, then call ``QuerySamplesComplete`` for its samples. A causal LM
+(``candidate.generates``) runs ``generate`` instead and reports first tokens and token counts
+(engines/token_serving.py). Torch's
 intra-op threads are split between them (`thread_split`), and the split is recorded. The
 batcher's records (keyed by LoadGen's query ids) are paired with LoadGen's trace by issue
 order, checked sample index by sample index.
@@ -34,6 +36,7 @@ from hf_cost.engines.loadgen import (
     sut_failed,
 )
 from hf_cost.engines.loadgen_log import TraceSample
+from hf_cost.engines.token_serving import TokenServing
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ThreadSplit:
 class ServerRun(LoadGenRun):
     records: list[Completed] = field(default_factory=list)  # same order and length as samples
     threads: ThreadSplit = ThreadSplit(1, 1)
+    output_tokens: list[int] | None = None  # a causal LM: each sample's n_tokens as LoadGen was told, same order
 
 
 def thread_split(workers: int) -> ThreadSplit:
@@ -77,6 +81,8 @@ def _run_server(candidate: Any, pset: Any, plan: TestPlan, batching: Batching, l
     device = next(iter(pset.tensors.values())).device
     split = thread_split(batching.workers)
 
+    tokens = TokenServing(lg, candidate, pset) if getattr(candidate, "generates", False) else None
+
     def run_batch(requests: list[Any]) -> None:
         indices = torch.tensor([r.index for r in requests], dtype=torch.long, device=device)
         with torch.inference_mode():
@@ -87,8 +93,9 @@ def _run_server(candidate: Any, pset: Any, plan: TestPlan, batching: Batching, l
         lg.QuerySamplesComplete([lg.QuerySampleResponse(c.key, 0, 0) for c in done])
 
     batcher = Batcher(
-        run_batch, max_batch_size=batching.max_batch_size, max_queue_delay_ms=batching.max_queue_delay_ms,
-        workers=batching.workers, on_done=complete,
+        run_batch if tokens is None else tokens.run_batch,  # a causal LM: one generate per batch, first
+        max_batch_size=batching.max_batch_size, max_queue_delay_ms=batching.max_queue_delay_ms,
+        workers=batching.workers, on_done=complete if tokens is None else tokens.complete,  # tokens reported
         on_worker_start=lambda _w: torch.set_num_threads(split.torch_threads_per_worker),
     )
 
@@ -128,7 +135,8 @@ def _run_server(candidate: Any, pset: Any, plan: TestPlan, batching: Batching, l
         raise sut_failed(batcher.failure, failed, len(batcher.records))
     found, samples = read_logs(log_dir)
     records = _paired(samples, batcher.records, issued)
-    return ServerRun(found, samples, log_dir, records=records, threads=split)
+    output_tokens = None if tokens is None else [tokens.output_tokens[r.key] for r in records]
+    return ServerRun(found, samples, log_dir, records=records, threads=split, output_tokens=output_tokens)
 
 
 def _paired(samples: list[TraceSample], records: list[Completed], issued: list[int]) -> list[Completed]:

@@ -61,24 +61,23 @@ class _StepClock:
         pass
 
 
-class GenerativeCandidate(TorchCandidate):
-    """A transformers causal LM in eval mode; decoding as the scenario's `generation:` block says."""
+class TimedGeneration:
+    """`generate` and `decode` of a causal LM candidate, whatever runs it: the torch candidate
+    below and the ONNX Runtime one (models/onnx_lm_candidate.py) share them, so both are timed by
+    the same streamer clock and cut at EOS the same way. A subclass sets ``tokenizer``,
+    ``generation`` (via `_set_generation`) and implements `_generator` (an object with
+    transformers' `generate`) and `synchronize`."""
 
     generates = True
 
-    def __init__(self, name: str, module: Any, tokenizer: Any, generation: Any, info: Any = None):
-        super().__init__(name, module, tokenizer, info)
+    def _set_generation(self, tokenizer: Any, generation: Any) -> None:
         self.label_names = None  # it answers in words; a parser maps them to labels
         self.generation = generation  # config.generation.GenerationSettings
         self._kwargs = generation.generate_kwargs(tokenizer.eos_token_id, tokenizer.pad_token_id)
         self._eos = _id_set(tokenizer.eos_token_id)
 
-    def forward(self, batch: dict[str, Any]) -> Any:
-        """The logits of one forward over the prompt (no decoding)."""
-        import torch
-
-        with torch.inference_mode():
-            return self.module(**batch, use_cache=False).logits
+    def _generator(self) -> Any:
+        raise NotImplementedError
 
     def generate(self, batch: dict[str, Any], on_first_token: Any = None) -> Generated:
         """Decode one batch of left-padded prompts; the returned times are for the whole batch.
@@ -93,12 +92,39 @@ class GenerativeCandidate(TorchCandidate):
         start = timing.clock()
         steps = _StepClock(timing.clock, start, on_first_token)
         with torch.inference_mode():
-            out = self.module.generate(**batch, **self._kwargs, streamer=steps)
-        self.synchronize()
+            out = self._generator().generate(**batch, **self._kwargs, streamer=steps)
+        self.synchronize()  # type: ignore[attr-defined]
         total = timing.clock() - start
         prompt_width = batch["input_ids"].shape[-1]
         rows = out[:, prompt_width:].tolist()
         return Generated(new_tokens=[self._until_eos(r) for r in rows], step_times_s=steps.times, total_s=total)
+
+    def decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)  # type: ignore[attr-defined]
+
+    def _until_eos(self, row: list[int]) -> list[int]:
+        for i, t in enumerate(row):
+            if t in self._eos:
+                return row[: i + 1]
+        return row
+
+
+class GenerativeCandidate(TimedGeneration, TorchCandidate):
+    """A transformers causal LM in eval mode; decoding as the scenario's `generation:` block says."""
+
+    def __init__(self, name: str, module: Any, tokenizer: Any, generation: Any, info: Any = None):
+        super().__init__(name, module, tokenizer, info)
+        self._set_generation(tokenizer, generation)
+
+    def _generator(self) -> Any:
+        return self.module
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """The logits of one forward over the prompt (no decoding)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.module(**batch, use_cache=False).logits
 
     def document_nll(self, texts: list[str], max_length: int, batch_size: int) -> list[Any]:
         """Each document's summed token NLL (quality/perplexity.DocNll), for perplexity."""
@@ -107,17 +133,26 @@ class GenerativeCandidate(TorchCandidate):
         return document_nll(self.module, self.tokenizer, texts, max_length=max_length, batch_size=batch_size,
                             device=self.device)
 
-    def decode(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
-
-    def _until_eos(self, row: list[int]) -> list[int]:
-        for i, t in enumerate(row):
-            if t in self._eos:
-                return row[: i + 1]
-        return row
-
     def flops(self, sample: dict[str, Any], config: Any) -> Any:
-        return None  # prefill and decode FLOPs are counted by measure/lm_flops (see the offline step)
+        return None  # prefill and decode FLOPs are counted by measure/lm_flops (see lm_flops)
+
+    def lm_flops(self, perf_set: Any, generation: Any) -> dict[str, Any]:
+        """Prefill and decode FLOPs at this workload, counted on this module (`workload_lm_flops`)."""
+        return workload_lm_flops(self.module, perf_set, generation)
+
+
+def workload_lm_flops(module: Any, perf_set: Any, generation: Any) -> dict[str, Any]:
+    """A causal LM's FLOPs at this workload: prefill at the median prompt length, decode per token at
+    the KV length of the first and of the last new token. For an architecture lm_flops cannot count,
+    ``counted`` is None and ``reason`` says why."""
+    from hf_cost.measure.lm_flops import SUPPORTED_MODEL_TYPES, lm_flops_summary
+
+    config = module.config
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        return {"counted": None, "reason": f"model_type {getattr(config, 'model_type', None)!r} is not one of "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)} (measure/lm_flops)"}
+    prompt = perf_set.describe()["length_distribution"]["p50"]
+    return lm_flops_summary(module, config, [prompt], [prompt, prompt + generation.max_new_tokens - 1])
 
 
 def _id_set(eos: Any) -> set[int]:

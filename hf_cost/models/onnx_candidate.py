@@ -64,15 +64,21 @@ def graph_facts(path: Path) -> GraphFacts:
 
 def load_ort(directory: Path, file_name: str, has_head: bool) -> Any:
     """The Optimum ORTModel for ``directory/file_name`` on the CPU provider, torch's threads."""
+    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
+
+    cls = ORTModelForSequenceClassification if has_head else ORTModelForFeatureExtraction
+    return cls.from_pretrained(directory, file_name=file_name, provider=PROVIDER, session_options=session_options())
+
+
+def session_options() -> Any:
+    """ONNX Runtime session options: intra-op threads = torch's, one inter-op thread."""
     import onnxruntime
     import torch
-    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
-    cls = ORTModelForSequenceClassification if has_head else ORTModelForFeatureExtraction
-    return cls.from_pretrained(directory, file_name=file_name, provider=PROVIDER, session_options=options)
+    return options
 
 
 def source_model(source: Any, has_head: bool, attn_implementation: str | None = None) -> Any:

@@ -25,6 +25,7 @@ class _Entry:
     final_path: str | None = None  # where its files are after the run
     candidate: Any = None  # a Candidate already in hand (a builder made it)
     context: Any = None  # runners.RunContext, once loaded
+    keeps_dtype: bool = False  # load its checkpoint in the dtype it was saved in (a cast)
 
 
 @dataclass
@@ -70,7 +71,8 @@ class CandidateStore:
 
     def add(self, built: Any, output: Any) -> None:
         """Record a candidate a builder made (loaded later, when first measured)."""
-        entry = _Entry(origin=built.origin, parent=built.parent, recipe=built.recipe, candidate=built.candidate)
+        entry = _Entry(origin=built.origin, parent=built.parent, recipe=built.recipe, candidate=built.candidate,
+                       keeps_dtype=built.keeps_dtype)
         if built.checkpoint_dir is not None:
             entry.checkpoint = self._resolve(built.checkpoint_dir)
             final = output.final_path(built.checkpoint_dir) if output is not None else built.checkpoint_dir
@@ -90,7 +92,7 @@ class CandidateStore:
             return None
         checkpoint = str(entry.checkpoint.local_dir) if entry.checkpoint is not None else None
         return {"name": name, "origin": entry.origin, "parent": entry.parent, "recipe": entry.recipe,
-                "checkpoint_dir": checkpoint, "final_path": entry.final_path}
+                "checkpoint_dir": checkpoint, "final_path": entry.final_path, "keeps_dtype": entry.keeps_dtype}
 
     def adopt(self, shared: dict[str, Any] | None) -> None:
         """Record the main process's outcome of a step (`shared`) in place of this process's own."""
@@ -103,7 +105,7 @@ class CandidateStore:
             self.fail(name, shared["failed"])
             return
         entry = _Entry(origin=shared["origin"], parent=shared["parent"], recipe=shared["recipe"],
-                       final_path=shared["final_path"])
+                       final_path=shared["final_path"], keeps_dtype=shared.get("keeps_dtype", False))
         if shared["checkpoint_dir"] is not None:
             entry.checkpoint = self._resolve(shared["checkpoint_dir"])
         self.entries[name] = entry
@@ -145,7 +147,7 @@ class CandidateStore:
         info.name, info.origin, info.parent, info.recipe = name, entry.origin, entry.parent, entry.recipe
         info.path, info.flops, info.load_time_s = entry.final_path, flops, load_time
         if getattr(candidate, "generates", False):
-            info.lm_flops = _lm_flops(candidate, perf_set, suite.generation)
+            info.lm_flops = candidate.lm_flops(perf_set, suite.generation)  # its own, or its source's
         baseline = current_rss_bytes()
         info.baseline_rss_mib = baseline / 2**20
         peak, peak_source = peak_for(suite.hardware.peak_tflops, info.device, info.dtype)
@@ -160,16 +162,25 @@ class CandidateStore:
             suite=suite,
         )
 
+    def load_spec(self, name: str) -> Any:
+        """The ModelSpec candidate ``name``'s checkpoint loads with: the scenario file's model for 'base';
+        for a checkpoint a builder saved, its directory, with a classification head when it has labels
+        (an LM's copy: a causal LM), in model.dtype or, for one that keeps its dtype (a cast), in the
+        dtype its config says (dtype 'auto')."""
+        spec, entry = self.spec, self.entries[name]
+        if entry.origin == "base":
+            return spec
+        task = "text-generation" if spec.generative else (
+            "sequence-classification" if self.prepared.labels.get(name) is not None else "feature-extraction")
+        return spec.model_copy(update={"id": None, "path": str(entry.checkpoint.local_dir), "gguf_file": None,
+                                       "task": task, "dtype": "auto" if entry.keeps_dtype else spec.dtype})
+
     def _load_torch(self, name: str, entry: _Entry) -> Any:
         from hf_cost.core.candidate_info import CandidateInfo
         from hf_cost.models.load import load_model
         from hf_cost.models.torch_candidate import TorchCandidate
 
-        spec = self.spec
-        if entry.origin != "base":  # a checkpoint a builder saved: a classifier, or an LM's copy
-            spec = spec.model_copy(update={
-                "id": None, "path": str(entry.checkpoint.local_dir), "gguf_file": None,
-                "task": "text-generation" if spec.generative else "sequence-classification"})
+        spec = self.load_spec(name)
         self.progress.say(f"loading {name}: {spec.display_name} ({entry.checkpoint.source})")
         loaded = load_model(spec, entry.checkpoint)
         m = {**loaded.info, "path": entry.final_path}  # where the files are after the run, not staging
@@ -206,21 +217,6 @@ def _flops(candidate: Any, perf_set: Any, config: Any) -> tuple[Any, list[int] |
     stats = perf_set.describe()["length_distribution"]
     return flops_over_lengths(lambda i: candidate.flops(perf_set.one(i), config), perf_set.token_counts(),
                               [stats["p50"], stats["min"], stats["max"]])
-
-
-def _lm_flops(candidate: Any, perf_set: Any, generation: Any) -> dict[str, Any] | None:
-    """A causal LM's FLOPs at this workload: prefill at the median prompt length, decode per token at
-    the KV length of the first and of the last new token. None for an architecture lm_flops cannot
-    count (said by its reason)."""
-    from hf_cost.measure.lm_flops import SUPPORTED_MODEL_TYPES, lm_flops_summary
-
-    module = candidate.module
-    config = module.config
-    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
-        return {"counted": None, "reason": f"model_type {getattr(config, 'model_type', None)!r} is not one of "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)} (measure/lm_flops)"}
-    prompt = perf_set.describe()["length_distribution"]["p50"]
-    return lm_flops_summary(module, config, [prompt], [prompt, prompt + generation.max_new_tokens - 1])
 
 
 def _zeros(device: Any) -> Any:

@@ -138,7 +138,8 @@ def _at_slo(mine: list[Any], price: float, cur: str) -> Figure | None:
         return None
     best = max(rates, key=lambda rate: rate.qps)  # max keeps the first of equal rates
     what = "peak" if best.searched else "a single run at"
-    basis = (f"{what} {best.qps:g} QPS with {percentile_key(best.percentile)} ≤ {best.latency_bound_ms:g} ms "
+    bound = best.bounds or f"{percentile_key(best.percentile)} ≤ {best.latency_bound_ms:g} ms"
+    basis = (f"{what} {best.qps:g} QPS with {bound} "
              f"(server step {best.step}, {best.probes} probe{'s' if best.probes != 1 else ''}, LoadGen VALID"
              + ("" if best.searched else "; find_peak off, so at most the peak") + ")")
     which = "" if len(rates) == 1 else (f"; the highest of {len(rates)} server steps' VALID rates ("

@@ -18,12 +18,16 @@ def drift_sections(scenarios: list[Any]) -> list[str]:
     lines: list[str] = []
     for name, results in drift_groups(scenarios).items():
         first = results[0].metrics
+        how = ("each causal LM's perplexity per period (and accuracy by generation where labelled)"
+               if first.lm is not None else "each candidate scored on every period through the accuracy "
+               "runner's path, rows of its training set excluded")
         lines += ["", f"## Drift: {name}", "",
-                  f"Periods from column `{first.period_column}` ({first.granularity}); each candidate scored on "
-                  "every period through the accuracy runner's path, rows of its training set excluded. "
+                  f"Periods from column `{first.period_column}` ({first.granularity}); {how}. "
                   f"![quality per period]({drift_plot_name(name)})", ""]
         for r in results:
             lines += _candidate(r)
+        if first.lm is not None:  # an LM group: its notes are in its own lines (report/drift_lm.py)
+            continue
         lines += ["S(t) = P(t) − P(t−1). AC = average max-softmax confidence; ATC = average thresholded "
                   "confidence (Garg et al. 2022), threshold fitted on the in-window rows, so it equals the "
                   "in-distribution accuracy there by construction. Input drift is against the training "
@@ -37,6 +41,10 @@ def _candidate(r: Any) -> list[str]:
     from hf_cost.core.format import describe_slope
 
     m, d = r.metrics, r.metrics.decay
+    if m.lm is not None:  # a causal LM: perplexity per period, accuracy by generation where labelled
+        from hf_cost.report.drift_lm import lm_candidate_lines
+
+        return lm_candidate_lines(r)
     parts = [f"**{r.candidate}**: training window {', '.join(m.training_window)} ({m.training_window_source}); "
              f"{m.scored_rows} rows scored, {m.excluded_training_rows} training rows excluded."]
     if d.in_distribution is not None:

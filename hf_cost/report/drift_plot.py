@@ -16,6 +16,10 @@ def drift_plot_name(scenario: str) -> str:
 
 def plot_drift(results: list[Any], path: Path, title: str) -> Path:
     """One drift scenario's results (one per candidate) -> a PNG at ``path``."""
+    if results[0].metrics.lm is not None:  # a causal LM: perplexity per period
+        from hf_cost.report.drift_lm import plot_lm_drift
+
+        return plot_lm_drift(results, path, title)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,10 +9,13 @@ docs/architecture.md.
 from hf_cost.core.registry import register
 from hf_cost.steps import (
     accuracy,
+    cast,
     compare,
     distill,
     drift,
     fine_tune,
+    lora,
+    lora_merge,
     multi_stream,
     offline,
     onnx,
@@ -37,4 +40,7 @@ register(distill.DistillBuilder)
 register(onnx.OnnxBuilder)
 register(onnx_int8.OnnxInt8Builder)
 register(quanto.QuantoBuilder)
+register(cast.CastBuilder)
 register(prune.PruneBuilder)
+register(lora.LoraBuilder)
+register(lora_merge.LoraMergeBuilder)

@@ -48,6 +48,7 @@ class Built:
     checkpoint_dir: Path | None = None  # a saved transformers checkpoint the store loads on demand
     candidate: Any = None  # or the candidate itself (e.g. an ONNX Runtime session), its info filled
     files_dir: Path | None = None  # with a candidate in hand: its staged files (ONNX graph), if any
+    keeps_dtype: bool = False  # its checkpoint loads in the dtype it was saved in (a cast), not model.dtype
 
 
 @dataclass

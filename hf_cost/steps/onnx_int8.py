@@ -4,6 +4,10 @@ Exports into a temporary folder inside staging (removed afterwards), then quanti
 `ORTQuantizer` (dynamic int8: weights int8 once, activations quantized at run time) using
 `AutoQuantizationConfig.<isa>`; `isa: auto` picks it from /proc/cpuinfo (measure/cpu_flags.py).
 Static int8 (`mode: static`) is not built yet and is refused by `check`.
+
+A causal LM's graph (`text-generation-with-past`) is quantized the same way: its past key/value
+inputs and present outputs stay float32, so generation still feeds the KV cache back; only the
+weights (MatMul, Gather) become int8, and each matmul's activations are quantized as it runs.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class OnnxInt8Builder(OnnxBuilder):
         elif (why := refusal(step.isa, cpu)) is not None:
             raise UserError(why, where=f"{where}.isa")
 
-    def _make(self, step: Any, ctx: BuildContext, source: Any, has_head: bool, target: Path,
+    def _make(self, step: Any, ctx: BuildContext, source: Any, task: str, target: Path,
               metrics: dict[str, Any]) -> dict[str, Any]:
         from optimum.onnxruntime import ORTQuantizer
         from optimum.onnxruntime.configuration import AutoQuantizationConfig
@@ -59,7 +63,7 @@ class OnnxInt8Builder(OnnxBuilder):
         stage = ctx.output.stage
         tmp = inside(stage, Path(tempfile.mkdtemp(prefix=f".{target.name}-fp32-", dir=stage)))
         try:
-            metrics["export_time_s"] = export_onnx(step, ctx, source, has_head, tmp)
+            metrics["export_time_s"] = export_onnx(step, ctx, source, task, tmp)
             fp32 = graph_facts(tmp / "model.onnx")
             ctx.progress.say(f"[{target.name}] quantizing to dynamic int8 ({isa} config: {cfg})")
             t0 = time.perf_counter()

@@ -1,7 +1,10 @@
 """MLPerf server: LoadGen sends queries of one sample at Poisson-distributed times at
 ``target_qps``; a dynamic batcher serves them with ``workers`` model instances; the run is
 VALID when the ``latency_percentile`` latency stays within ``latency_bound_ms`` (with LoadGen's
-minimum duration, query count and early stopping).
+minimum duration, query count and early stopping). A causal LM is bounded as MLPerf's LLM
+servers are: its ``latency_percentile`` TTFT within ``ttft_bound_ms`` and TPOT within
+``tpot_bound_ms`` (LoadGen's use_token_latencies); each batch is one generate call
+(engines/token_serving.py) and each probe adds TTFT, TPOT, output tokens/s and goodput.
 
 The engine is LoadGen itself (hf_cost/engines/loadgen_server.py): the figures are LoadGen's, read from
 its detail log, and each query's latency is LoadGen's own, from the time it scheduled the query
@@ -27,6 +30,8 @@ from hf_cost.config.schema import LOADGEN_MIN_DURATION_S, LOADGEN_MIN_QUERY_COUN
 from hf_cost.core.format import percentile_key
 from hf_cost.core.results import ScenarioResult, Validity
 from hf_cost.core.server_metrics import ServerMetrics, ServerProbe
+from hf_cost.engines.token_figures import per_request_tpot_ms, probe_tokens
+from hf_cost.errors import ConfigError
 from hf_cost.measure.latency import LatencyStats, percentile
 from hf_cost.models.context import RunContext
 from hf_cost.steps.base import MeasureStep, Plan
@@ -45,7 +50,14 @@ class ServerScenario(MeasuredStep):
 
     kind: Literal["server"]
     target_qps: PosFloat = Field(le=MAX_QPS, description="LoadGen's server_target_qps (the first probe with find_peak)")
-    latency_bound_ms: PosFloat = Field(description="LoadGen's server_target_latency_ns, in ms")
+    latency_bound_ms: PosFloat | None = Field(None, description=(
+        "an encoder (required): LoadGen's server_target_latency_ns, in ms; refused for a causal LM"))
+    ttft_bound_ms: PosFloat | None = Field(None, description=(
+        "a causal LM (required): LoadGen's ttft_latency (server_ttft_latency), in ms: the latency_percentile "
+        "time to first token must stay within it"))
+    tpot_bound_ms: PosFloat | None = Field(None, description=(
+        "a causal LM (required): LoadGen's tpot_latency (server_tpot_latency), in ms: the latency_percentile "
+        "time per output token must stay within it"))
     latency_percentile: Float = Field(0.99, gt=0.0, lt=1.0, description="server_target_latency_percentile")
     min_duration_s: PosFloat = Field(LOADGEN_MIN_DURATION_S, description="LoadGen's min_duration_ms, in s; "
                                      "below 10 s the result is marked reduced")
@@ -90,10 +102,23 @@ class ServerRunner(MeasureStep):
     config = ServerScenario
     metrics = ServerMetrics
 
+    serves_lms = True
+
     def outputs(self, cfg: ServerScenario) -> list[str]:
         return log_outputs(cfg)
 
     def check(self, cfg: ServerScenario, plan: Plan, where: str) -> None:
+        if plan.suite.model.generative:
+            _check_lm(cfg, plan.suite.generation, where)
+        else:
+            for key in ("ttft_bound_ms", "tpot_bound_ms"):
+                if getattr(cfg, key) is not None:
+                    raise ConfigError(f"only a causal LM (model.task: text-generation) is bounded by TTFT and TPOT: "
+                                      f"remove {key} and bound the request latency with latency_bound_ms",
+                                      where=f"{where}.{key}")
+            if cfg.latency_bound_ms is None:
+                raise ConfigError("required for an encoder: LoadGen's bound on the latency_percentile request "
+                                  "latency, in ms", where=f"{where}.latency_bound_ms")
         require_loadgen(f"{where}.kind")
 
     def run(self, cfg: ServerScenario, ctx: RunContext) -> list[ScenarioResult]:
@@ -109,12 +134,12 @@ class ServerRunner(MeasureStep):
 
         def probe(qps: float) -> bool:
             k = len(runs) + 1
-            ctx.progress.say(f"[{cfg.name}] {cand.name}: LoadGen server at {qps:g} QPS, "
-                             f"{percentile_key(cfg.latency_percentile)} ≤ {cfg.latency_bound_ms:g} ms, "
+            ctx.progress.say(f"[{cfg.name}] {cand.name}: LoadGen server at {qps:g} QPS, {_bounds(cfg)}, "
                              f"≥ {cfg.min_duration_s:g} s" + (f" (probe {k} of at most {cfg.max_probes})"
                                                                if cfg.find_peak else ""))
             settings = TestPlan.server(qps, cfg.latency_bound_ms, cfg.latency_percentile, cfg.min_duration_s,
-                                      cfg.min_query_count)
+                                       cfg.min_query_count, ttft_bound_ms=cfg.ttft_bound_ms,
+                                       tpot_bound_ms=cfg.tpot_bound_ms)
             run = run_server(cand, pset, settings, batching, None if root is None else root / f"probe-{k}-qps-{qps:g}")
             runs.append((qps, run))
             ctx.progress.say(f"[{cfg.name}] {qps:g} QPS: {run.figures.validity}"
@@ -130,22 +155,26 @@ class ServerRunner(MeasureStep):
 
     @staticmethod
     def _warm_up(cfg: ServerScenario, ctx: RunContext) -> list[int]:
-        """Two forwards at each power-of-two batch size up to max_batch_size, and at it."""
+        """Two forwards (a causal LM: two generations) at each power-of-two batch size up to
+        max_batch_size, and at it."""
         import torch
 
         cand, pset = ctx.candidate, ctx.perf_set
+        call = cand.generate if getattr(cand, "generates", False) else cand.forward
         device = next(iter(pset.tensors.values())).device
         sizes = sorted({1 << j for j in range(cfg.max_batch_size.bit_length()) if 1 << j <= cfg.max_batch_size}
                        | {cfg.max_batch_size})
         for bs in sizes:
             for _ in range(2):
-                cand.forward(pset.batch(torch.arange(bs, device=device) % pset.num_samples))
+                call(pset.batch(torch.arange(bs, device=device) % pset.num_samples))
         cand.synchronize()
         return sizes
 
     def _result(self, cfg: ServerScenario, ctx: RunContext, runs: list[tuple[float, Any]], search: Any,
                 memory: dict[str, Any], warmed: list[int], source: str) -> ScenarioResult:
         probes = [_probe(qps, run, cfg, ctx.artifacts_dir) for qps, run in runs]
+        lm = runs[0][1].output_tokens is not None
+        settings_extra = {"generation": ctx.suite.generation.model_dump()} if lm and ctx.suite is not None else {}
         if search is not None and search.peak is not None:
             reported = next(j for j, (qps, _) in enumerate(runs) if qps == search.peak)
         else:
@@ -154,6 +183,11 @@ class ServerRunner(MeasureStep):
         raw: dict[str, list[Any]] = {k: [] for k in ("probe", "latencies_ms", "scheduled_s", "sample_indices",
                                                      "issue_delay_ms", "queue_ms", "batch_size", "batch_service_ms",
                                                      "worker")}
+        if lm:  # per request, LoadGen's: TTFT from its trace, TPOT = (latency - TTFT) / (n_tokens - 1)
+            raw.update(ttft_ms=[], tpot_ms=[], output_tokens=[])
+            for _, run in runs:
+                for key, values in zip(("ttft_ms", "tpot_ms", "output_tokens"), _per_request(run)):
+                    raw[key].extend(values)
         for j, (_, run) in enumerate(runs):
             for s, r in zip(run.samples, run.records):
                 raw["probe"].append(j)
@@ -171,15 +205,25 @@ class ServerRunner(MeasureStep):
                         f"min_query_count {LOADGEN_MIN_QUERY_COUNT})")
         notes = [
             f"latencies: {source}",
+            *([f"bounds: {_bounds(cfg)} (LoadGen use_token_latencies: ttft_latency, tpot_latency); TTFT: LoadGen's, "
+               "from the query's scheduled time to FirstTokenComplete, called for every sample of a batch when "
+               "generate's first decoding step is on the host (trace Token_Latency events); TPOT: LoadGen's "
+               "(latency - TTFT) / (n_tokens - 1) per request, n_tokens = that request's new tokens (EOS "
+               "included); percentiles p50/p90/p99 are LoadGen's sorted[int(n p)]; goodput = completed QPS x "
+               "the share of requests whose own TTFT and TPOT met both bounds"] if lm else []),
             (f"LoadGen {runs[0][1].figures.version}, Server scenario, PerformanceOnly, library defaults "
              "(no mlperf.conf) except the settings above"),
             (f"{cfg.workers} worker(s) x {threads.torch_threads_per_worker} torch thread(s) "
-             f"({threads.torch_threads_available} available); warm-up: 2 forwards at batch sizes {warmed}"),
+             f"({threads.torch_threads_available} available); warm-up: 2 {'generations' if lm else 'forwards'} at "
+             f"batch sizes {warmed}"),
         ]
         if search is not None:
             notes.append(f"find_peak: {len(runs)} LoadGen runs (at most {cfg.max_probes}); stopped: {search.stopped}")
         metrics = ServerMetrics(
             target_qps=cfg.target_qps, latency_bound_ms=cfg.latency_bound_ms, latency_percentile=cfg.latency_percentile,
+            ttft_bound_ms=cfg.ttft_bound_ms, tpot_bound_ms=cfg.tpot_bound_ms, completed_qps=rep.completed_qps,
+            output_tokens_per_s=rep.tokens.output_tokens_per_s if rep.tokens else None,
+            goodput_qps=rep.tokens.goodput_qps if rep.tokens else None,
             search="find_peak" if search is not None else "single",
             search_stopped=search.stopped if search is not None else None,
             max_probes=cfg.max_probes if search is not None else None,
@@ -197,7 +241,7 @@ class ServerRunner(MeasureStep):
         )
         return ScenarioResult(
             name=cfg.name or self.kind, kind=self.kind, candidate=ctx.candidate.name,
-            settings=cfg.model_dump(), metrics=metrics, validity=validity,
+            settings={**cfg.model_dump(), **settings_extra}, metrics=metrics, validity=validity,
             memory=memory, raw=raw, notes=notes,
         )
 
@@ -214,7 +258,8 @@ def _probe(qps: float, run: Any, cfg: ServerScenario, artifacts: Path | None) ->
         target_qps=qps, result=f.validity, why=f.why, queries=f.queries, scheduled_qps=f.scheduled_qps,
         completed_qps=f.completed_qps, latency_ms=LatencyStats.from_values(latencies).to_dict(),
         target_latency_ms=percentile(sorted(latencies), cfg.latency_percentile),
-        overlatency_queries=f.overlatency_queries, perf_constraints_met=f.perf_constraints_met,
+        overlatency_queries=f.overlatency_queries if f.tokens is None else None,  # (vs a request bound)
+        perf_constraints_met=f.perf_constraints_met,
         min_duration_met=f.min_duration_met, min_queries_met=f.min_queries_met,
         early_stopping_met=f.early_stopping_met, early_stopping_detail=f.early_stopping_detail,
         batches=len(sizes), mean_batch_size=sum(sizes) / len(sizes),
@@ -225,4 +270,36 @@ def _probe(qps: float, run: Any, cfg: ServerScenario, artifacts: Path | None) ->
                                                    for b in batches.values()]).to_dict(),
         log_dir=None if run.log_dir is None or artifacts is None else str(Path(run.log_dir).relative_to(artifacts)),
         loadgen_errors=f.errors, loadgen_warnings=f.warnings,
+        tokens=None if run.output_tokens is None else probe_tokens(
+            *_per_request(run), f.completed_qps, f.tokens.completed_tokens_per_s, cfg.ttft_bound_ms, cfg.tpot_bound_ms),
     )
+
+
+def _per_request(run: Any) -> tuple[list[float], list[float], list[int]]:
+    """A causal LM's run, per request in issue order: TTFT, TPOT (LoadGen's), output tokens."""
+    ttft = [s.first_token_ms for s in run.samples]
+    tpot = [per_request_tpot_ms(s.latency_ms, a, n) for s, a, n in zip(run.samples, ttft, run.output_tokens)]
+    return ttft, tpot, list(run.output_tokens)
+
+
+def _bounds(cfg: ServerScenario) -> str:
+    pk = percentile_key(cfg.latency_percentile)
+    if cfg.ttft_bound_ms is not None:
+        return f"{pk} TTFT ≤ {cfg.ttft_bound_ms:g} ms, {pk} TPOT ≤ {cfg.tpot_bound_ms:g} ms"
+    return f"{pk} ≤ {cfg.latency_bound_ms:g} ms"
+
+
+def _check_lm(cfg: ServerScenario, generation: Any, where: str) -> None:
+    """A causal LM is bounded by TTFT and TPOT, and every answer needs 2 tokens for a TPOT."""
+    if cfg.latency_bound_ms is not None:
+        raise ConfigError("a causal LM's server run is judged by TTFT and TPOT (LoadGen's use_token_latencies "
+                          "ignores the request latency bound): remove latency_bound_ms and set ttft_bound_ms and "
+                          "tpot_bound_ms", where=f"{where}.latency_bound_ms")
+    for key, what in (("ttft_bound_ms", "time to first token"), ("tpot_bound_ms", "time per output token")):
+        if getattr(cfg, key) is None:
+            raise ConfigError(f"required for a causal LM: the bound on the latency_percentile {what}, in ms "
+                              "(MLPerf's LLM servers: p99 TTFT and p99 TPOT)", where=f"{where}.{key}")
+    if generation.max_new_tokens < 2 or (generation.min_new_tokens or 1) < 2:
+        raise ConfigError("a causal LM on LoadGen's server needs at least 2 new tokens per request (its TPOT is "
+                          "(latency - TTFT) / (n_tokens - 1) and it refuses n_tokens < 2): set "
+                          "generation.min_new_tokens: 2 or more", where="generation.min_new_tokens")
