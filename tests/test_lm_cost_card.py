@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,12 @@ def test_card_generation_section_holds_the_runs_figures(run: dict) -> None:
     # a hand check of the KV figure: 2 (K, V) x layers x KV heads x head dim x 4 bytes (float32)
     assert lm["kv_cache_bytes_per_token"] == 2 * 2 * 2 * (32 // 4) * 4
     assert "per 1M output tokens" in sections["cost"]
+
+
+def test_the_shipped_lm_vs_encoder_selection_spec_loads() -> None:
+    from hf_cost.config.selection import load_selection_spec, spec_metrics, unknown_metric
+
+    spec = load_selection_spec(Path(__file__).parents[1] / "scenarios" / "selection" / "tickets-lm-vs-encoder.yaml")
+    names = {name for _, name in spec_metrics(spec)}
+    assert "accuracy:drift:2025-H1" in names and "cost_per_million" in names
+    assert all(unknown_metric(n, cells=["drift:2025-H1"]) is None for n in names)

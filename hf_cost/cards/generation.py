@@ -70,6 +70,8 @@ def _row(card: Any, r: Any, tr: Any) -> str | None:
     if flops is not None and flops.get("counted"):
         pre, dec = flops["prefill"][0], flops["decode"][0]
         check = "= analytic" if flops.get("all_agree") else "≠ analytic"
+        if flops.get("source") == "inherited":  # ONNX, quanto int8: the counter cannot see the graph's matmuls
+            check += ", inherited from the source"
         cells.append(f"{pre['generate']['measured'] / 1e9:.3g} ({pre['prompt_len']} tokens) · "
                      f"{dec['measured_per_token'] / 1e9:.3g} (KV {dec['kv_len']}) · {flops['kv_cache_bytes_per_token']:,} "
                      f"({check})")

@@ -171,6 +171,15 @@ class OnnxMetrics(VariantMetrics):
         "torch model's greedy token")
     next_tokens_compared: Count | None = Field(None, description="causal LMs: positions behind that share")
 
+    def summary_cells(self, result: ScenarioResult) -> SummaryCells:
+        cells = super().summary_cells(result)
+        if self.next_token_agreement_vs_source is None:
+            return cells
+        return SummaryCells(n=cells.n, headline=cells.headline, spread=(
+            f"vs the source: max |logit difference| {fmt(self.max_abs_output_diff_vs_source, digits=3)}, greedy next "
+            f"token the same at {self.next_token_agreement_vs_source:.0%} of {self.next_tokens_compared} positions; "
+            + cells.spread))
+
 
 class OnnxInt8Metrics(OnnxMetrics):
     """The ONNX export quantized to int8 by ONNX Runtime (optimum's ORTQuantizer)."""

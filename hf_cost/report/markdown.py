@@ -164,7 +164,9 @@ def _lm_flops(f: dict[str, Any]) -> str:
     dec = ", ".join(f"{gflop(d['measured_per_token'])} at KV {d['kv_len']}" for d in f["decode"])
     return (f"FLOPs: prefill of a {pre['prompt_len']}-token prompt {gflop(pre['generate']['measured'])} (as generate "
             f"runs it; {gflop(pre['forward']['measured'])} with logits at every position), decode per token {dec}; "
-            f"measured {'=' if f['all_agree'] else '≠'} analytic (Llama formula); KV cache "
+            f"measured {'=' if f['all_agree'] else '≠'} analytic (Llama formula)"
+            + ("; inherited from the source (the counter cannot see this candidate's matmuls)"
+               if f.get("source") == "inherited" else "") + "; KV cache "
             f"{f['kv_cache_bytes_per_token']:,} bytes per token ({f['kv_dtype']})")
 
 
