@@ -45,14 +45,9 @@ def plot_lm_drift(results: list[Any], path: Path, title: str) -> Path:
         acc_axis.set_ylabel("accuracy by generation, %")
         h2, n2 = acc_axis.get_legend_handles_labels()
         handles, names = handles + h2, names + n2
-    ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    from hf_cost.report.drift_plot import finish_plot
+
+    return finish_plot(fig, ax, handles, names, title, path)
 
 
 def lm_candidate_lines(r: Any) -> list[str]:
