@@ -45,7 +45,7 @@ def plot_lm_drift(results: list[Any], path: Path, title: str) -> Path:
         acc_axis.set_ylabel("accuracy by generation, %")
         h2, n2 = acc_axis.get_legend_handles_labels()
         handles, names = handles + h2, names + n2
-    from hf_cost.report.drift_plot import finish_plot
+    from hf_cost.report.plot_finish import finish_plot
 
     return finish_plot(fig, ax, handles, names, title, path)
 

@@ -57,21 +57,9 @@ def plot_drift(results: list[Any], path: Path, title: str) -> Path:
         ax2.axhline(0.5, color="black", linewidth=0.6, alpha=0.4)
         ax2.set_ylabel("domain-classifier AUC vs training window")
         handles, names = handles + [d], names + [d.get_label()]
+    from hf_cost.report.plot_finish import finish_plot
+
     return finish_plot(fig, ax, handles, names, title, path)
-
-
-def finish_plot(fig: Any, ax: Any, handles: list[Any], names: list[str], title: str, path: Path) -> Path:
-    """Legend under the axes, title, grid; saved to ``path`` (its folder made) and closed."""
-    import matplotlib.pyplot as plt
-
-    ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def drift_groups(scenarios: list[Any]) -> dict[str, list[Any]]:
