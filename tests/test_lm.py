@@ -136,7 +136,8 @@ def test_accuracy_by_generation_parses_scores_and_keeps_answers(lm: tuple[Path, 
     ("generation_for_encoder", "only a causal LM generates"),
     ("synthetic_inputs", "needs dataset inputs"),
     ("kind_without_lm_support", "does not run causal LMs yet"),
-    ("loadgen_engine", "engine: loadgen"),
+    ("loadgen_single_stream_one_token_answers", "generation.min_new_tokens: a causal LM on LoadGen's SingleStream"),
+    ("loadgen_offline_one_token_answers", "generation.min_new_tokens: a causal LM on LoadGen's Offline needs"),
     ("regex_matching_no_label", "parses none of the 3 labels"),
     ("regex_without_group", "capturing group"),
     ("no_chat_template", "no chat template"),
@@ -168,8 +169,10 @@ def test_bad_lm_settings_are_one_line_exit_2_nothing_written(
             "inputs: {kind: synthetic}")
     elif case == "kind_without_lm_support":
         steps = "\n  - {kind: multi_stream}"
-    elif case == "loadgen_engine":
+    elif case == "loadgen_single_stream_one_token_answers":  # without min_new_tokens an answer may be 1 token
         steps = "\n  - {kind: single_stream, engine: loadgen}"
+    elif case == "loadgen_offline_one_token_answers":
+        steps = "\n  - {kind: offline, engine: loadgen}"
     elif case == "regex_matching_no_label":
         steps = acc.format(ds=ds, rx="(yes|no)")
     elif case == "regex_without_group":

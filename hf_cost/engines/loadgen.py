@@ -15,6 +15,8 @@ The SUTs:
   batches of ``batch_size`` (optionally sorted by length first: length bucketing) and completes
   each batch as it finishes.
 The calling thread sits in ``StartTestWithLogSettings`` until LoadGen has every completion.
+A causal LM runs SingleStream and Offline through the same inline SUT with ``generate`` and
+LoadGen's token latencies (engines/token_stream.py: first tokens, each sample's n_tokens).
 
 Latencies: LoadGen's own, per sample, from its trace (loadgen_log.py): from the time LoadGen
 *scheduled* the query to its completion.
@@ -94,6 +96,7 @@ class TestPlan:
     expected_qps: float | None = None  # Offline: LoadGen sizes its one query from it
     ttft_bound_ms: float | None = None  # Server, a causal LM: use_token_latencies with ttft_latency ...
     tpot_bound_ms: float | None = None  # ... and tpot_latency, at latency_percentile
+    token_latencies: bool = False  # SingleStream / Offline, a causal LM: use_token_latencies (no bounds)
 
     def test_settings(self, lg: Any) -> Any:
         ts = lg.TestSettings()
@@ -103,6 +106,8 @@ class TestPlan:
         ts.min_query_count = int(self.min_query_count)
         if self.max_duration_s is not None:
             ts.max_duration_ms = round(self.max_duration_s * 1e3)
+        if self.token_latencies:  # each sample completed with its n_tokens (engines/token_stream.py)
+            ts.use_token_latencies = True
         if self.scenario == "Server":
             ts.server_target_qps = float(self.target_qps)
             ts.server_target_latency_percentile = float(self.latency_percentile)
@@ -241,6 +246,9 @@ class _InlineSut:
             self.unserved += len(samples)
         lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
 
+    def result(self, found: LoadGenFigures, samples: list[TraceSample], folder: Path) -> LoadGenRun:
+        return LoadGenRun(found, samples, folder, self.batches)
+
     def run(self, lg: Any, issue_queries: Callable[[list[Any]], None], num_samples: int, plan: TestPlan,
             log_dir: Path | None) -> LoadGenRun:
         import torch
@@ -250,7 +258,7 @@ class _InlineSut:
                 start_test(lg, issue_queries, num_samples, plan, folder)
             if self.failure is not None:
                 raise sut_failed(self.failure, self.unserved, self.total)
-            return LoadGenRun(*read_logs(folder), folder, self.batches)
+            return self.result(*read_logs(folder), folder)
 
         return in_log_dir(log_dir, body)
 
@@ -262,15 +270,17 @@ def _rows(pset: Any, samples: list[Any]) -> Any:
     return pset.batch(torch.tensor([s.index for s in samples], dtype=torch.long, device=device))
 
 
-def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) -> LoadGenRun:
+def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None,
+               sut: _InlineSut | None = None) -> LoadGenRun:
     """One SingleStream or MultiStream test: each query (1 or N samples) is one forward, run
-    inside LoadGen's issue call; the next query comes when it completes."""
+    inside LoadGen's issue call; the next query comes when it completes. ``sut``: another inline
+    SUT (a causal LM's, engines/token_stream.py) instead of the forward one."""
     import mlperf_loadgen as lg
 
     if plan.scenario not in ("SingleStream", "MultiStream"):
         raise ValueError(f"run_stream runs SingleStream or MultiStream, not {plan.scenario}")
     views = [pset.one(i) for i in range(pset.num_samples)]  # single stream: prepared before any clock
-    sut = _InlineSut(candidate)
+    sut = sut or _InlineSut(candidate)
 
     def issue_queries(samples: list[Any]) -> None:
         sut.issued(samples)
@@ -280,13 +290,13 @@ def run_stream(candidate: Any, pset: Any, plan: TestPlan, log_dir: Path | None) 
 
 
 def run_offline(candidate: Any, pset: Any, plan: TestPlan, batch_size: int, log_dir: Path | None,
-                bucket_by_length: bool = False) -> LoadGenRun:
+                bucket_by_length: bool = False, sut: _InlineSut | None = None) -> LoadGenRun:
     """One Offline test: LoadGen's one query is cut into batches of ``batch_size`` in its own
     order (``bucket_by_length``: sorted by token count first, so a batch pads little), each
-    completed as it finishes."""
+    completed as it finishes (``sut``: as in `run_stream`)."""
     import mlperf_loadgen as lg
 
-    sut = _InlineSut(candidate)
+    sut = sut or _InlineSut(candidate)
 
     def issue_queries(samples: list[Any]) -> None:
         sut.issued(samples)

@@ -16,7 +16,9 @@ With token latencies (a causal LM in Server, ``use_token_latencies``), LoadGen t
 ``issue_delay`` + ``issue_to_done`` = scheduled to first token (its TTFT, the value it sorts for
 ``result_first_token_*``). The event names no sample, so it is paired with the Sample event of
 the same scheduled time (one sample per query in Server); two queries scheduled at the same
-nanosecond could not be told apart, and are refused.
+nanosecond could not be told apart, and are refused. In SingleStream (and MultiStream) LoadGen
+traces it instead as a ``Token`` begin event naming its ``sample_seq``, with ``complete_ns`` =
+scheduled to first token (loadgen.cc, TokenComplete); Offline has no first tokens.
 """
 
 from __future__ import annotations
@@ -45,15 +47,23 @@ class DetailLog:
 
 @dataclass(frozen=True)
 class TokenFigures:
-    """A Server run with token latencies (use_token_latencies), as its detail log states it."""
+    """A run with token latencies (use_token_latencies: a causal LM), as its detail log states it.
+    Server, SingleStream and MultiStream state first-token and TPOT figures; Offline only its
+    tokens per second (no first tokens there)."""
 
-    ttft_bound_ms: float  # requested_server_ttft_latency
-    tpot_bound_ms: float  # requested_server_tpot_latency
+    ttft_bound_ms: float | None  # Server: requested_server_ttft_latency (other scenarios bound nothing)
+    tpot_bound_ms: float | None  # Server: requested_server_tpot_latency
     ttft_percentiles_ms: dict[str, float]  # result_first_token_<p>_percentile_latency_ns
     tpot_percentiles_ms: dict[str, float]  # result_time_per_output_token_<p>_percentile_ns
     completed_tokens_per_s: float | None  # result_completed_tokens_per_second: tokens / (start -> last done)
     early_stopping_ttft: str  # early_stopping_ttft_result
     early_stopping_tpot: str  # early_stopping_tpot_result
+    tokens_per_s: float | None = None  # Offline: result_tokens_per_second = tokens / the longest sample latency
+    # SingleStream: early_stopping_latency_ss. LoadGen runs early stopping on TPOT, then (when that
+    # passed) on TTFT, each writing the same field: so the TTFT's estimate, when early stopping was met
+    ttft_early_stopping_ms: float | None = None
+    ttft_mean_ms: float | None = None  # result_first_token_mean_latency_ns (integer ns)
+    tpot_mean_ms: float | None = None  # result_time_to_output_token_mean (integer ns)
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class TraceSample:
     latency_ms: float  # scheduled -> QuerySamplesComplete (LoadGen's complete_ns)
     issue_delay_ms: float  # scheduled -> LoadGen's call of issue_queries (its issue_start_ns)
     query_seq: int = 0  # the query it belongs to (MultiStream: N samples per query; Offline: one query)
-    first_token_ms: float | None = None  # Server with token latencies: scheduled -> FirstTokenComplete
+    first_token_ms: float | None = None  # with token latencies (not Offline): scheduled -> FirstTokenComplete
 
 
 def read_detail_log(path: Path) -> DetailLog:
@@ -172,10 +182,12 @@ def figures(log: DetailLog) -> LoadGenFigures:
         qps_with_overhead=_float(v.get("result_qps_with_loadgen_overhead")),
         qps_without_overhead=_float(v.get("result_qps_without_loadgen_overhead")),
         # SingleStream's estimate is early_stopping_latency_ss, MultiStream's early_stopping_latency_ms (ns
-        # both); each scenario also writes the other key as 0, and both are 0 when early stopping failed
+        # both); each scenario also writes the other key as 0, and both are 0 when early stopping failed. With
+        # token latencies the estimate is not the request latency's (token_figures says whose it is)
         early_stopping_latency_ms=_ms({"SingleStream": v.get("early_stopping_latency_ss"),
                                        "MultiStream": v.get("early_stopping_latency_ms")}.get(
-                                           v.get("effective_scenario"))) if flags["early_stopping_met"] else None,
+                                           v.get("effective_scenario")))
+        if flags["early_stopping_met"] and tokens is None else None,
         samples_per_query=v.get("effective_samples_per_query"),
         tokens=tokens,
     )
@@ -192,21 +204,33 @@ def token_figures(v: dict[str, Any]) -> TokenFigures | None:
         elif key.startswith("result_time_per_output_token_") and key.endswith("_percentile_ns"):
             p = float(key[len("result_time_per_output_token_"):-len("_percentile_ns")]) / 100
             tpot[percentile_key(p)] = value / 1e6
+    server = v.get("effective_scenario") == "Server"
+    single = v.get("effective_scenario") == "SingleStream"
     return TokenFigures(
-        ttft_bound_ms=v["requested_server_ttft_latency"] / 1e6, tpot_bound_ms=v["requested_server_tpot_latency"] / 1e6,
+        ttft_bound_ms=v["requested_server_ttft_latency"] / 1e6 if server else None,
+        tpot_bound_ms=v["requested_server_tpot_latency"] / 1e6 if server else None,
         ttft_percentiles_ms=ttft, tpot_percentiles_ms=tpot,
         completed_tokens_per_s=_float(v.get("result_completed_tokens_per_second")),
         early_stopping_ttft=" ".join(str(v.get("early_stopping_ttft_result", "")).split()),
         early_stopping_tpot=" ".join(str(v.get("early_stopping_tpot_result", "")).split()),
+        tokens_per_s=_float(v.get("result_tokens_per_second")),
+        ttft_early_stopping_ms=_ms(v.get("early_stopping_latency_ss")) if single and v.get("early_stopping_met")
+        else None,
+        ttft_mean_ms=_ms(v.get("result_first_token_mean_latency_ns")),
+        tpot_mean_ms=_ms(v.get("result_time_to_output_token_mean")),
     )
 
 
 def read_trace_samples(path: Path) -> list[TraceSample]:
     """Every sample of the trace, in LoadGen's issue order (its sample_seq), with its first token's
     latency when LoadGen traced one (Token_Latency events)."""
-    samples, first_tokens = [], {}
+    samples, first_tokens, first_by_seq = [], {}, {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
+            if line.startswith('{"name":"Token",') and '"ph":"b"' in line:  # not Server: names its sample
+                a = json.loads(line.rstrip().rstrip(","))["args"]
+                first_by_seq[int(a["sample_seq"])] = int(a["complete_ns"])
+                continue
             if line.startswith('{"name":"Token_Latency"'):
                 event = json.loads(line.rstrip().rstrip(","))
                 if event["ts"] in first_tokens:
@@ -225,6 +249,10 @@ def read_trace_samples(path: Path) -> list[TraceSample]:
             raise ValueError(f"{path}: {len(first_tokens)} first tokens for {len(samples)} samples cannot be paired "
                              "one to one by scheduled time")
         samples = [(ts, replace(s, first_token_ms=first_tokens[ts] / 1e6)) for ts, s in samples]
+    if first_by_seq:
+        if set(first_by_seq) != {s.sample_seq for _, s in samples}:
+            raise ValueError(f"{path}: {len(first_by_seq)} first tokens traced for {len(samples)} samples")
+        samples = [(ts, replace(s, first_token_ms=first_by_seq[s.sample_seq] / 1e6)) for ts, s in samples]
     out = [s for _, s in samples]
     out.sort(key=lambda s: s.sample_seq)
     return out

@@ -38,8 +38,9 @@ class OfflineRunner(MeasureStep):
     def check(self, cfg: OfflineScenario, plan: Plan, where: str) -> None:
         if cfg.engine == "loadgen":
             if plan.suite.model.generative:
-                raise UserError("engine: loadgen runs encoders only so far; a causal LM's offline step runs on the "
-                                "loop engine: remove engine: loadgen", where=f"{where}.engine")
+                from hf_cost.engines.token_stream import check_two_new_tokens
+
+                check_two_new_tokens(plan.suite.generation, "Offline")
             require_loadgen(f"{where}.engine")
         if cfg.bucket_by_length and plan.suite.inputs.lengths != "natural":
             raise UserError("bucket_by_length sorts samples by their own lengths, but inputs.lengths is "
@@ -128,8 +129,12 @@ class OfflineRunner(MeasureStep):
                         **m.settings)
         lm: dict[str, Any] = {}
         if m.generated is not None:
-            lm = generation_figures(m.generated, real_tokens, duration)
+            lm = generation_figures(m.generated, real_tokens, duration, ran)
             settings["generation"] = ctx.suite.generation.model_dump() if ctx.suite is not None else None
+            if m.tokens_per_s is not None:  # LoadGen's own, the same quotient (its token count / its duration)
+                lm["metrics"]["output_tokens_per_s"] = m.tokens_per_s
+                lm["notes"].append("output_tokens_per_s: LoadGen's result_tokens_per_second (the n_tokens each "
+                                   "sample was completed with / the longest sample latency)")
         return ScenarioResult(
             name=name,
             kind=self.kind,
@@ -203,16 +208,20 @@ class OfflineRunner(MeasureStep):
         """LoadGen's Offline: it sizes and issues the one query (its own sample order), the SUT
         cuts it into batches; throughput and validity are LoadGen's."""
         from hf_cost.engines.loadgen import TestPlan, run_offline
+        from hf_cost.engines.token_stream import run_token_offline
 
         # LoadGen issues max(min_query_count, offline_expected_qps x min_duration x 1.1) samples: the
         # expected rate passed on is scaled so that it issues the loop engine's count (DURATION_MARGIN)
         passed = expected_qps * DURATION_MARGIN / LOADGEN_OFFLINE_MARGIN
-        plan = TestPlan("Offline", scenario.min_duration_s, scenario.min_sample_count, expected_qps=passed)
+        lm = getattr(ctx.candidate, "generates", False)  # a causal LM: each sample completed with its n_tokens
+        plan = TestPlan("Offline", scenario.min_duration_s, scenario.min_sample_count, expected_qps=passed,
+                        token_latencies=lm)
         root = log_root(scenario, ctx)
         ctx.progress.say(f"[{name}] LoadGen Offline: about {count} samples as one query, batches of {bs}")
         with ctx.memory() as memory:
-            run = run_offline(ctx.candidate, ctx.perf_set, plan, bs, None if root is None else root / f"bs-{bs}",
-                              bucket_by_length=scenario.bucket_by_length)
+            run = (run_token_offline if lm else run_offline)(
+                ctx.candidate, ctx.perf_set, plan, bs, None if root is None else root / f"bs-{bs}",
+                bucket_by_length=scenario.bucket_by_length)
         f = run.figures
         samples = len(run.samples)
         duration = max(s.latency_ms for s in run.samples) / 1e3
@@ -230,6 +239,8 @@ class OfflineRunner(MeasureStep):
             samples=samples, memory=memory.to_dict(), validity=validity,
             settings={"engine": "loadgen", "offline_expected_qps": passed,
                       "loadgen_log_dir": relative_log_dir(run.log_dir, ctx)},
+            generated=getattr(run, "generated", None) if lm else None,
+            tokens_per_s=f.tokens.tokens_per_s if lm and f.tokens is not None else None,
             notes=[f"throughput: LoadGen's result_samples_per_second ({samples} samples, one query; "
                    "duration = the last sample's latency in LoadGen's trace)",
                    f"LoadGen {f.version}, Offline, PerformanceOnly, library defaults (no mlperf.conf) except the "
@@ -253,12 +264,15 @@ class _Measured:
     validity: Validity | None = None  # None: decided from the figures (loop engine)
     settings: dict[str, Any] = field(default_factory=dict)
     generated: list[Any] | None = None  # a causal LM: each batch's models.lm_candidate.Generated
+    tokens_per_s: float | None = None  # a causal LM on LoadGen: its result_tokens_per_second
 
 
-def generation_figures(generated: list[Any], prompt_tokens: list[int], duration: float) -> dict[str, Any]:
+def generation_figures(generated: list[Any], prompt_tokens: list[int], duration: float,
+                       ran: list[list[int]]) -> dict[str, Any]:
     """A causal LM's offline figures from each batch's generation: output and total tokens/s, and
     the decode steps spent on rows that had already stopped (each batch decodes until its longest
-    answer ends: a shorter answer's row runs on, padded)."""
+    answer ends: a shorter answer's row runs on, padded). Raw: per batch its sample indices and
+    per sample (same order) its output tokens."""
     out = [sum(g.output_tokens) for g in generated]
     steps = [len(g.step_times_s) for g in generated]
     rows = [len(g.new_tokens) for g in generated]
@@ -270,7 +284,8 @@ def generation_figures(generated: list[Any], prompt_tokens: list[int], duration:
             "total_tokens_per_s": (sum(out) + sum(prompt_tokens)) / duration,
             "decode_padded_share": (slots - sum(out)) / slots if slots else 0.0,
         },
-        "raw": {"batch_output_tokens": out, "batch_decode_steps": steps},
+        "raw": {"batch_output_tokens": out, "batch_decode_steps": steps, "batch_sample_indices": ran,
+                "sample_output_tokens": [n for g in generated for n in g.output_tokens]},
         "notes": ["an LM sample is one request (its prompt left-padded to the batch's longest, then decoded); "
                   "output_tokens_per_s = new tokens (EOS included) / duration; total_tokens_per_s adds the "
                   "prompts' real tokens; decode_padded_share = 1 - output tokens / (rows x decode steps) "

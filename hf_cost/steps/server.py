@@ -299,7 +299,6 @@ def _check_lm(cfg: ServerScenario, generation: Any, where: str) -> None:
         if getattr(cfg, key) is None:
             raise ConfigError(f"required for a causal LM: the bound on the latency_percentile {what}, in ms "
                               "(MLPerf's LLM servers: p99 TTFT and p99 TPOT)", where=f"{where}.{key}")
-    if generation.max_new_tokens < 2 or (generation.min_new_tokens or 1) < 2:
-        raise ConfigError("a causal LM on LoadGen's server needs at least 2 new tokens per request (its TPOT is "
-                          "(latency - TTFT) / (n_tokens - 1) and it refuses n_tokens < 2): set "
-                          "generation.min_new_tokens: 2 or more", where="generation.min_new_tokens")
+    from hf_cost.engines.token_stream import check_two_new_tokens
+
+    check_two_new_tokens(generation, "server")

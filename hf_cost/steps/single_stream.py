@@ -10,7 +10,6 @@ from typing import Any
 from hf_cost.config.schema import SingleStreamScenario
 from hf_cost.core.metrics import SingleStreamMetrics, TokenLatencies
 from hf_cost.core.results import ScenarioResult, Validity
-from hf_cost.errors import ConfigError
 from hf_cost.measure.early_stopping import early_stopping_estimate
 from hf_cost.measure.latency import LatencyStats, percentile
 from hf_cost.measure.timing import StopRule, one_sample_queries, run_queries
@@ -32,10 +31,9 @@ class SingleStreamRunner(MeasureStep):
     def check(self, cfg: SingleStreamScenario, plan: Plan, where: str) -> None:
         if cfg.engine == "loadgen":
             if plan.suite.model.generative:
-                raise ConfigError(
-                    "engine: loadgen times encoders only so far; a causal LM's single_stream runs on the loop "
-                    "engine (its TTFT and TPOT are read per token there): remove engine: loadgen",
-                    where=f"{where}.engine")
+                from hf_cost.engines.token_stream import check_two_new_tokens
+
+                check_two_new_tokens(plan.suite.generation, "SingleStream")
             require_loadgen(f"{where}.engine")
 
     def run(self, scenario: SingleStreamScenario, ctx: RunContext) -> list[ScenarioResult]:
@@ -86,30 +84,29 @@ class SingleStreamRunner(MeasureStep):
         indices = [ix[0] for ix in t.indices]
         result = self._result(scenario, ctx, t.latency_ms, t.issued_s, indices, t.cut_short, memory.to_dict())
         if getattr(cand, "generates", False):
-            self._add_tokens(result, scenario, ctx, generated, indices)
+            self._add_tokens(result, scenario, ctx, {
+                "ttft_ms": [g.ttft_s() * 1e3 for g in generated],
+                "tpot_ms": [None if g.tpot_s() is None else g.tpot_s() * 1e3 for g in generated],
+                "output_tokens": [g.output_tokens[0] for g in generated],
+            }, "an LM request is one generate call: latencies_ms end to end; TTFT from the call to its first new "
+               "token, TPOT (last - first token) / (tokens - 1), per request")
         return [result]
 
     def _add_tokens(self, result: ScenarioResult, scenario: SingleStreamScenario, ctx: RunContext,
-                    generated: list[Any], indices: list[int]) -> None:
-        """A causal LM's request latencies token by token: raw lists kept, figures from them."""
+                    raw: dict[str, list[Any]], note: str) -> None:
+        """A causal LM's request latencies token by token: raw lists (ttft_ms, tpot_ms, output_tokens,
+        one per request; prompt_tokens added here) kept, figures from them."""
         from hf_cost.measure.token_latency import token_metrics
 
         lengths = ctx.perf_set.token_counts()
-        raw = {
-            "ttft_ms": [g.ttft_s() * 1e3 for g in generated],
-            "tpot_ms": [None if g.tpot_s() is None else g.tpot_s() * 1e3 for g in generated],
-            "output_tokens": [g.output_tokens[0] for g in generated],
-            "prompt_tokens": [lengths[i] for i in indices],
-        }
+        raw["prompt_tokens"] = [lengths[i] for i in result.raw["sample_indices"]]
         result.raw.update(raw)
-        result.metrics.tokens = TokenLatencies.model_validate(token_metrics(result.raw["latencies_ms"], raw["ttft_ms"], raw["tpot_ms"],
-                                                 raw["output_tokens"], raw["prompt_tokens"],
-                                                 scenario.target_percentile))
+        result.metrics.tokens = TokenLatencies.model_validate(token_metrics(
+            result.raw["latencies_ms"], raw["ttft_ms"], raw["tpot_ms"], raw["output_tokens"], raw["prompt_tokens"],
+            scenario.target_percentile))
         self._request_compute(result, ctx)
         result.settings["generation"] = ctx.suite.generation.model_dump() if ctx.suite is not None else None
-        result.notes = [*(result.notes or []),
-                        "an LM request is one generate call: latencies_ms end to end; TTFT from the call to its "
-                        "first new token, TPOT (last - first token) / (tokens - 1), per request"]
+        result.notes = [*(result.notes or []), note]
 
     @staticmethod
     def _request_compute(result: ScenarioResult, ctx: RunContext) -> None:
@@ -139,15 +136,17 @@ class SingleStreamRunner(MeasureStep):
         """LoadGen's SingleStream: it issues the queries, its trace gives each latency (from the
         query's scheduled time) and its detail log the validity and early-stopping estimate."""
         from hf_cost.engines.loadgen import LATENCY_SOURCE, TestPlan, run_stream
+        from hf_cost.engines.token_stream import run_token_stream
 
+        lm = getattr(ctx.candidate, "generates", False)
         plan = TestPlan("SingleStream", scenario.min_duration_s, scenario.min_query_count,
                         max_duration_s=scenario.max_duration_s, latency_percentile=scenario.target_percentile,
-                        expected_latency_ms=None if warm_s is None else warm_s * 1e3)
+                        expected_latency_ms=None if warm_s is None else warm_s * 1e3, token_latencies=lm)
         root = log_root(scenario, ctx)
         ctx.progress.say(f"[{scenario.name}] LoadGen SingleStream until {scenario.min_duration_s:g} s and "
                          f"{scenario.min_query_count} queries")
         with ctx.memory() as memory:
-            run = run_stream(ctx.candidate, ctx.perf_set, plan, root)
+            run = (run_token_stream if lm else run_stream)(ctx.candidate, ctx.perf_set, plan, root)
         f = run.figures
         latencies = [s.latency_ms for s in run.samples]
         issued = [s.scheduled_s for s in run.samples]
@@ -171,7 +170,27 @@ class SingleStreamRunner(MeasureStep):
         result.notes = [f"latencies: {LATENCY_SOURCE}",
                         f"LoadGen {f.version}, SingleStream, PerformanceOnly, library defaults (no mlperf.conf) "
                         "except the settings above; validity and qps figures are LoadGen's"]
+        if lm:
+            self._add_loadgen_tokens(result, scenario, ctx, run)
         return result
+
+    def _add_loadgen_tokens(self, result: ScenarioResult, scenario: SingleStreamScenario, ctx: RunContext,
+                            run: Any) -> None:
+        """A causal LM on LoadGen (use_token_latencies): TTFT per request from the trace (scheduled ->
+        FirstTokenComplete), TPOT as LoadGen divides it, output tokens as LoadGen was told them."""
+        from hf_cost.engines.token_figures import per_request_tpot_ms
+
+        ttft = [s.first_token_ms for s in run.samples]
+        self._add_tokens(result, scenario, ctx, {
+            "ttft_ms": ttft,
+            "tpot_ms": [per_request_tpot_ms(s.latency_ms, a, k) for s, a, k in
+                        zip(run.samples, ttft, run.output_tokens)],
+            "output_tokens": list(run.output_tokens),
+        }, "an LM request is one generate call on LoadGen with use_token_latencies: latencies_ms from the query's "
+           "scheduled time to QuerySamplesComplete, ttft_ms to FirstTokenComplete (the trace's Token events, sent "
+           "when the first new token is on the host), tpot_ms = (latency - TTFT) / (output_tokens - 1) in integer "
+           "ns as LoadGen divides it; LoadGen's percentiles and early stopping (validity) are on TTFT and TPOT; "
+           "early_stopping_latency_ms (request latency) is recomputed from the trace, LoadGen states none")
 
     def _result(
         self,
