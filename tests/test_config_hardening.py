@@ -352,7 +352,7 @@ def test_key_of_several_kinds_lists_them_and_suggests_from_this_kind(tmp_path: P
     refused(
         write_scenario(tmp_path, text),
         "scenarios[0].batch_size: unknown key 'batch_size' for kind 'offline'",
-        "kinds 'accuracy', 'compare', 'drift', 'perplexity', 'fine_tune'",
+        "kinds 'accuracy', 'compare', 'drift', 'perplexity', 'free_text', 'fine_tune'",
         "did you mean 'batch_sizes'?",
     )
 

@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 DATA_DIR = Path(__file__).parents[1] / "data" / "support_tickets"
 CSV_PATH = DATA_DIR / "tickets.csv"
 GENERATOR = DATA_DIR / "generate.py"
-COLUMNS = ["id", "date", "period", "text", "label"]
+COLUMNS = ["id", "date", "period", "text", "label", "product"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def run_generator(*args: str) -> None:
     subprocess.run([sys.executable, str(GENERATOR), *args], check=True, capture_output=True)
 
 
-def test_header_is_exactly_the_five_columns():
+def test_header_is_exactly_the_six_columns():
     with open(CSV_PATH, newline="", encoding="utf-8") as f:
         assert next(csv.reader(f)) == COLUMNS
 
@@ -115,3 +115,16 @@ def test_bag_of_words_model_from_first_period_degrades_on_last(tickets, periods)
     last_period = model.score(vectorizer.transform(last["text"]), last["label"])
     assert in_period - last_period >= 0.10, (in_period, last_period)
     assert last_period > 0.45, last_period
+
+
+def test_product_is_the_product_the_ticket_names(tickets):
+    """The free-text reference column: a product name the ticket's text contains (case ignored; a typo
+    may have hit it), or empty when the ticket names no product."""
+    rows = tickets.to_dict("records")
+    named = [r for r in rows if r["product"]]
+    assert 1000 < len(named) < len(rows)
+    inside = sum(r["product"].casefold() in r["text"].casefold() for r in named)
+    assert inside / len(named) > 0.97
+    unnamed = [r for r in rows if not r["product"]]
+    known = {r["product"] for r in named}
+    assert not any(p.casefold() in r["text"].casefold() for r in unnamed for p in known if len(p.split()) > 1)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 DEFAULT_SEED = 2023
 DEFAULT_OUT = Path(__file__).with_name("tickets.csv")
-COLUMNS = ("id", "date", "period", "text", "label")
+COLUMNS = ("id", "date", "period", "text", "label", "product")
 LABELS = ("complaint", "praise", "question")
 PERIODS = ("2023-H1", "2023-H2", "2024-H1", "2024-H2", "2025-H1")
 # Rows per period and class: roughly balanced, complaints slowly grow.
@@ -284,7 +284,8 @@ def add_typo(rng: random.Random, text: str) -> str:
     return " ".join(words)
 
 
-def make_ticket(rng: random.Random, period: int, label: str) -> str:
+def make_ticket(rng: random.Random, period: int, label: str) -> tuple[str, str]:
+    """The ticket's text, and the product it names first ("" when it names none)."""
     slots = Slots(rng, period)
     own = active(TEMPLATES[label], period)
     body = rng.sample(own, 2 if rng.random() < 0.35 else 1)
@@ -314,7 +315,7 @@ def make_ticket(rng: random.Random, period: int, label: str) -> str:
     text = text[0].upper() + text[1:] if rng.random() > P_LOWERCASE[period] else text.lower()
     if rng.random() < P_TYPO:
         text = add_typo(rng, text)
-    return text
+    return text, slots.get("product", "")
 
 
 def period_bounds(period: str) -> tuple[date, date]:
@@ -334,11 +335,12 @@ def generate(seed: int = DEFAULT_SEED) -> list[dict[str, str]]:
         rng.shuffle(labels)
         batch = []
         for label in labels:
-            text = make_ticket(rng, index, label)
+            text, product = make_ticket(rng, index, label)
             while not MIN_WORDS <= len(text.split()) <= MAX_WORDS:
-                text = make_ticket(rng, index, label)
+                text, product = make_ticket(rng, index, label)
             day = start + timedelta(days=rng.randint(0, (end - start).days))
-            batch.append({"date": day.isoformat(), "period": period, "text": text, "label": label})
+            batch.append({"date": day.isoformat(), "period": period, "text": text, "label": label,
+                          "product": product})
         batch.sort(key=lambda row: row["date"])  # stable: ties keep generation order
         rows.extend(batch)
     for i, row in enumerate(rows, start=1):

@@ -4,8 +4,8 @@ measured. Empty for a run of encoders.
 Per candidate: TTFT and TPOT p50 / p90 over n single-stream requests (with the run's validity),
 new tokens per request, new tokens/s one request at a time and at the best offline batch,
 prefill and decode FLOPs (FlopCounterMode, checked against the Llama formula) and KV-cache bytes
-per token, perplexity with its bootstrap CI, and zero-shot exact match with the unparseable
-share. What the weights are (a de-quantised GGUF) is said above the table.
+per token, perplexity with its bootstrap CI, zero-shot exact match with the unparseable
+share, and free-text scores (ROUGE-L or chrF) with their bootstrap CIs. What the weights are (a de-quantised GGUF) is said above the table.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 HEAD = ("candidate", "TTFT p50 / p90 (n requests, validity)", "TPOT p50 / p90", "new tokens per request",
         "new tokens/s: one stream · offline (batch)", "prefill GFLOP · decode GFLOP/token · KV bytes/token",
-        "perplexity [95% CI] (n docs)", "exact match [95% CI] · unparseable")
+        "perplexity [95% CI] (n docs)", "exact match [95% CI] · unparseable", "free text [95% CI]")
 HOW = (
     "How: TTFT = a request's issue to its first new token (prefill and the first sampling); TPOT = (last token's time − "
     "first token's) / (new tokens − 1), over requests of 2 or more new tokens; p50/p90 are LoadGen's sorted[int(n·p)] "
@@ -24,7 +24,8 @@ HOW = (
     "position) and one decoding step at the KV lengths shown; = analytic means equal to the Llama formula. Perplexity "
     "= exp(Σ NLL / Σ predicted tokens) over documents, 95% CI by a percentile bootstrap over documents. Exact match: "
     "the answer parsed to a label equals the reference (95% CI by bootstrap over rows); an unparseable answer counts "
-    "as wrong."
+    "as wrong. Free text: each free_text step's headline score against its reference column (ROUGE-L F-measure 0..1 "
+    "through rouge-score, or sacrebleu's corpus chrF 0..100), 95% CI by a percentile bootstrap over rows."
 )
 
 
@@ -52,7 +53,8 @@ def _row(card: Any, r: Any, tr: Any) -> str | None:
     flops = info.lm_flops if info is not None else None
     ppl = next((f for s in mine if (f := s.metrics.perplexity_figure()) is not None), None)
     answers = next(((s, a) for s in mine if (a := s.metrics.answer_figures()) is not None), None)
-    if stream is None and not rates and flops is None and ppl is None and answers is None:
+    texts = [t for s in mine if (t := s.metrics.text_quality(s)) is not None]
+    if stream is None and not rates and flops is None and ppl is None and answers is None and not texts:
         return None
     cells = [card.label(r.candidate)]
     if stream is None:
@@ -85,4 +87,11 @@ def _row(card: Any, r: Any, tr: Any) -> str | None:
         em = a.exact_match
         cells.append(f"{em.value:.3f} [{em.ci_low:.3f}, {em.ci_high:.3f}] on {s.name} (n={em.n}) · "
                      f"{a.unparseable_share:.0%}")
+    cells.append("; ".join(_text(t) for t in texts) or "—")
     return tr(cells)
+
+
+def _text(t: Any) -> str:
+    f = ".3f" if t.score.scale == 1 else ".1f"
+    name = "rougeL" if t.metric == "rouge" else ("chrF++" if t.options.get("word_order") else "chrF")
+    return f"{name} {t.score.value:{f}} [{t.score.ci_low:{f}}, {t.score.ci_high:{f}}] on {t.cell} (n={t.score.n})"

@@ -19,6 +19,26 @@ PLACEHOLDER = "text"
 MAX_NEW_TOKENS = 4096
 
 
+def check_prompt(v: str) -> str:
+    """A prompt template holds '{text}' exactly once and no other placeholder (ValueError, one line)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template ({exc}); write a literal brace as '{{{{' or '}}}}'") from None
+    if fields.count(PLACEHOLDER) != 1:
+        raise ValueError(
+            f"the prompt must hold the placeholder '{{{PLACEHOLDER}}}' exactly once (found "
+            f"{fields.count(PLACEHOLDER)}): it is where each row's text goes"
+        )
+    others = sorted({f for f in fields if f != PLACEHOLDER})
+    if others:
+        raise ValueError(
+            f"unknown placeholder(s) {', '.join('{' + o + '}' for o in others)}: only '{{{PLACEHOLDER}}}' "
+            "is filled in; write a literal brace as '{{' or '}}'"
+        )
+    return v
+
+
 class GenerationSettings(Strict):
     """The request an LM candidate gets: prompt template, chat template, decoding. A request stops at the tokenizer's EOS token or at max_new_tokens."""
 
@@ -45,22 +65,7 @@ class GenerationSettings(Strict):
     @field_validator("prompt")
     @classmethod
     def _one_placeholder(cls, v: str) -> str:
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
-        except ValueError as exc:
-            raise ValueError(f"not a valid template ({exc}); write a literal brace as '{{{{' or '}}}}'") from None
-        if fields.count(PLACEHOLDER) != 1:
-            raise ValueError(
-                f"the prompt must hold the placeholder '{{{PLACEHOLDER}}}' exactly once (found "
-                f"{fields.count(PLACEHOLDER)}): it is where each row's text goes"
-            )
-        others = sorted({f for f in fields if f != PLACEHOLDER})
-        if others:
-            raise ValueError(
-                f"unknown placeholder(s) {', '.join('{' + o + '}' for o in others)}: only '{{{PLACEHOLDER}}}' "
-                "is filled in; write a literal brace as '{{' or '}}'"
-            )
-        return v
+        return check_prompt(v)
 
     @field_validator("max_new_tokens")
     @classmethod

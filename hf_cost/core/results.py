@@ -93,6 +93,18 @@ class QualityFigure:
 
 
 @dataclass(frozen=True)
+class TextQualityFigure:
+    """One free-text quality cell (its headline score with CI) and the per-document values behind it."""
+
+    cell: str  # the step's name
+    metric: str  # rouge or chrf
+    score: Any  # TextScore: the headline score (rougeL, chrf, chrf++)
+    raw: dict[str, Any]  # per_document (rouge) or statistics (chrf): what a paired bootstrap resamples
+    options: dict[str, Any]  # the metric's settings (use_stemmer; word_order, lowercase)
+    seed: int
+
+
+@dataclass(frozen=True)
 class BuildFigures:
     """What a building step cost: wall time and training FLOPs, if it trained."""
 
@@ -215,6 +227,10 @@ class KindMetrics(Out):
 
     def perplexity_figure(self) -> Any:
         """A language-modelling figure (value, ci_low, ci_high, n, method), when the kind has one."""
+        return None
+
+    def text_quality(self, result: ScenarioResult) -> TextQualityFigure | None:
+        """Free text scored against references (ROUGE / chrF), when the kind scores it."""
         return None
 
     def check_raw(self, raw: dict[str, list[Any]]) -> str | None:

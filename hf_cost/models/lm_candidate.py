@@ -8,6 +8,8 @@ later steps give the time per output token (TPOT). Every clock read is `measure.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,17 @@ class TimedGeneration:
         self.generation = generation  # config.generation.GenerationSettings
         self._kwargs = generation.generate_kwargs(tokenizer.eos_token_id, tokenizer.pad_token_id)
         self._eos = _id_set(tokenizer.eos_token_id)
+
+    @contextmanager
+    def decoding(self, generation: Any) -> Iterator[None]:
+        """Decode as ``generation`` says inside the block (a step with its own prompt and
+        max_new_tokens), as the scenario's generation block says again after it."""
+        saved = self.generation, self._kwargs
+        self._set_generation(self.tokenizer, generation)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            self.generation, self._kwargs = saved
 
     def _generator(self) -> Any:
         raise NotImplementedError

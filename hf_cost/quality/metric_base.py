@@ -64,6 +64,20 @@ def classification_info(description: str, inputs_description: str, reference_url
     )
 
 
+def text_info(description: str, citation: str, inputs_description: str, reference_url: str) -> Any:
+    """The `evaluate.MetricInfo` of a metric over strings (one prediction, one reference each)."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs_description,
+        features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+        reference_urls=[reference_url],
+    )
+
+
 def averaged_score(
     score_fn: Callable[..., Any],
     key: str,

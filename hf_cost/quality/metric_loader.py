@@ -1,7 +1,7 @@
 """Find an `evaluate` metric: the bundled ones by path, anything else on the Hugging Face Hub.
 
-The four classification metrics, ``perplexity`` (from per-document NLL sums) and ``exact_match``
-(strings) ship inside the package (``quality/metrics/<name>/<name>.py``) so scoring works with no
+The four classification metrics, ``perplexity`` (from per-document NLL sums), ``exact_match``
+(strings), ``rouge`` and ``chrf`` (free text, through rouge-score and sacrebleu) ship inside the package (``quality/metrics/<name>/<name>.py``) so scoring works with no
 network. Any other name goes to ``evaluate.load`` unchanged.
 
 evaluate 0.4.6 has its own offline switch, ``HF_EVALUATE_OFFLINE``, read once at import; it does
@@ -24,7 +24,7 @@ from hf_cost.errors import UserError
 if TYPE_CHECKING:
     import evaluate
 
-BUNDLED = ("accuracy", "f1", "precision", "recall", "perplexity", "exact_match")
+BUNDLED = ("accuracy", "f1", "precision", "recall", "perplexity", "exact_match", "rouge", "chrf")
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})

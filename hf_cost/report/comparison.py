@@ -32,6 +32,18 @@ class QualityCell(_Out):
     agreement_with_reference: dict[str, Any] | None = None
 
 
+class TextQualityCell(_Out):
+    scenario: str
+    score: str = Field(description="rougeL, chrf or chrf++")
+    value: NonNegative
+    ci_low: NonNegative
+    ci_high: NonNegative
+    scale: float = Field(description="1 (ROUGE) or 100 (chrF)")
+    n: Count
+    delta_vs_reference: dict[str, Any] | None = Field(
+        None, description="score - reference's score on the same rows, paired bootstrap 95% CI")
+
+
 class CandidateRow(_Out):
     candidate: str
     status: str = Field(description="ok, or failed (with error) when its building step failed")
@@ -54,6 +66,7 @@ class CandidateRow(_Out):
     throughput_samples_per_s: dict[str, NonNegative] = Field(default_factory=dict, description="batch size -> samples/s")
     interleaved_speedup: dict[str, Any] | None = Field(None, description="from a compare step: ratio and 95% CI")
     quality: list[QualityCell] = Field(default_factory=list)
+    text_quality: list[TextQualityCell] = Field(default_factory=list, description="free_text steps (ROUGE / chrF)")
     build: dict[str, Any] | None = Field(None, description="the step that built it: kind, time, training FLOPs")
     decay: dict[str, Any] | None = Field(
         None, description="from its first drift result: accuracy slope per period and ID - OOD drop, with CIs"
@@ -110,15 +123,33 @@ def compare_candidates(results: list[Any], candidates: dict[str, Any], reference
             cell.delta_vs_reference = paired_accuracy_difference(ref.predictions, mine.predictions, mine.references,
                                                                  seed=mine.seed)
             cell.agreement_with_reference = agreement(ref.predictions, mine.predictions)
+    _text_deltas(rows, results, reference)
     return Comparison(
         reference=reference,
         rows=list(rows.values()),
         method=(
             "latency/throughput: each candidate's own single_stream/offline results (sequential runs); "
             "interleaved speed-up: compare step (alternating rounds, Student-t 95% CI on log ratios); "
-            "accuracy delta: paired percentile bootstrap over the same samples"
+            "accuracy and free-text deltas: paired percentile bootstrap over the same samples"
         ),
     )
+
+
+def _text_deltas(rows: dict[str, CandidateRow], results: list[Any], reference: str) -> None:
+    """Each free-text cell's paired difference to the reference's cell of the same step, when both
+    scored the same rows (same references, same count)."""
+    from hf_cost.quality.text_scores import paired_text_difference
+
+    scored = {(r.name, r.candidate): r for r in results if r.ok and r.metrics.text_quality(r) is not None}
+    for name, row in rows.items():
+        for cell in row.text_quality:
+            ref, mine = scored.get((cell.scenario, reference)), scored.get((cell.scenario, name))
+            if name == reference or ref is None or mine is None or ref.raw["references"] != mine.raw["references"]:
+                continue
+            a, b = ref.metrics.text_quality(ref), mine.metrics.text_quality(mine)
+            cell.delta_vs_reference = paired_text_difference(
+                b.metric, a.raw, b.raw, b.options, seed=b.seed,
+                n_resamples=int(mine.settings.get("bootstrap_resamples", 1000)))
 
 
 def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> CandidateRow:
@@ -145,6 +176,11 @@ def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> Cand
         for q in m.quality(r):
             a = q.accuracy
             row.quality.append(QualityCell(scenario=q.cell, accuracy=a.value, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
+        text = m.text_quality(r)
+        if text is not None:
+            t = text.score
+            row.text_quality.append(TextQualityCell(scenario=text.cell, score=r.metrics.headline, value=t.value,
+                                                    ci_low=t.ci_low, ci_high=t.ci_high, scale=t.scale, n=t.n))
         row.decay = row.decay or decay
     build = next((r for r in mine if r.name == built_by and r.builds), None)
     if build is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from hf_cost.report.comparison import CandidateRow, Comparison
+from hf_cost.report.comparison import CandidateRow, Comparison, TextQualityCell
 
 COMPARISON_COLUMNS = (
     "candidate", "what", "parameters", "on disk", "GFLOP/sample", "p50 (n)", "p50 ratio",
-    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "decay", "build",
+    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "free text (Δ vs ref)",
+    "decay", "build",
 )
 
 
@@ -44,12 +45,20 @@ def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
         "agreement": "; ".join(
             f"{q.scenario}: {a['value']:.3f}" for q in row.quality if (a := q.agreement_with_reference) is not None
         ) or "—",
+        "free text (Δ vs ref)": "; ".join(_text(t) for t in row.text_quality) or "—",
         "decay": _decay(row.decay),
         "build": "—" if row.build is None else (
             f"{row.build['kind']}" + _or_blank(row.build.get("time_s"), lambda v: f", {v:.1f} s")
             + _or_blank(row.build.get("train_flops_total"), lambda v: f", {v / 1e12:.3g} TFLOP trained")
         ),
     }
+
+
+def _text(t: TextQualityCell) -> str:
+    f = ".4f" if t.scale == 1 else ".2f"
+    text = f"{t.scenario}: {t.score} {t.value:{f}} [{t.ci_low:{f}}, {t.ci_high:{f}}] n={t.n}"
+    d = t.delta_vs_reference
+    return text if d is None else text + f"; Δ {d['value']:+{f}} [{d['ci_low']:+{f}}, {d['ci_high']:+{f}}]"
 
 
 def _decay(d: dict | None) -> str:

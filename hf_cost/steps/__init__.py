@@ -14,6 +14,7 @@ from hf_cost.steps import (
     distill,
     drift,
     fine_tune,
+    free_text,
     lora,
     lora_merge,
     multi_stream,
@@ -35,6 +36,7 @@ register(drift.DriftRunner)
 register(server.ServerRunner)
 register(multi_stream.MultiStreamRunner)
 register(perplexity.PerplexityRunner)
+register(free_text.FreeTextRunner)
 register(fine_tune.FineTuneBuilder)
 register(distill.DistillBuilder)
 register(onnx.OnnxBuilder)

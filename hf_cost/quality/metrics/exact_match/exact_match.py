@@ -5,10 +5,10 @@ Shipped inside hf_cost so that it loads by path with no Hugging Face Hub access.
 ``str.casefold()`` (``hf_cost.quality.answers.match_key``), nothing else.
 """
 
-import datasets
 import evaluate
 
 from hf_cost.quality.answers import match_key
+from hf_cost.quality.metric_base import text_info
 
 _DESCRIPTION = """\
 Exact match is the share of examples whose prediction equals its reference, both compared after
@@ -47,15 +47,8 @@ _CITATION = """\
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ExactMatch(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            reference_urls=["https://huggingface.co/spaces/evaluate-metric/exact_match"],
-        )
+        return text_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
+                         "https://huggingface.co/spaces/evaluate-metric/exact_match")
 
     def _compute(self, predictions, references):
         if not predictions:
