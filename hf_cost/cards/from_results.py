@@ -213,17 +213,31 @@ def _drift(card: _Card) -> str:
         window = ", ".join(periods.training_window) or "none"
         lines += [f"**{s.candidate}** ({s.name}, periods from `{periods.period_column}` by "
                   f"{_GRAN.get(gran, gran)}; training window {window}): {trend}.", "",
-                  _tr(["period", "n", "accuracy [95% CI]", "macro-F1 [95% CI]"]), "|---|---|---|---|"]
+                  _tr(["period", "n", "accuracy [95% CI]", "macro-F1 [95% CI]", "label-free estimate [band]"]),
+                  "|---|---|---|---|---|"]
         for p in periods.periods:
             a, f = p.accuracy, p.f1_macro
             label = p.period + (" (training window)" if p.in_window else "") + (" ⚠ few rows" if p.few_rows else "")
             lines.append(_tr([label, str(p.n), "not scored" if a is None else _ci(a.value, a.ci_low, a.ci_high),
-                              "—" if f is None else _ci(f.value, f.ci_low, f.ci_high)]))
+                              "—" if f is None else _ci(f.value, f.ci_low, f.ci_high), _label_free(p)]))
         lines.append("")
     if not lines:
         return ""
     return "\n".join(lines + ["CIs: percentile bootstrap over the period's rows. Rows the candidate was trained on "
-                              "are not scored. See the dataset's README for the drift built into its periods."])
+                              "are not scored. Label-free estimate: the estimator with the smallest error where labels "
+                              "exist (results.json: label_free.backtest), band by bootstrap over the period's rows; "
+                              "UNTRUSTED where the period's text left the training distribution (domain-classifier "
+                              "AUC or unseen-word rate beyond the step's trust levels). See the dataset's README for "
+                              "the drift built into its periods."])
+
+
+def _label_free(p: Any) -> str:
+    lf = getattr(p, "label_free", None)
+    if lf is None:
+        return "—"
+    h = lf.headline_estimate
+    text = f"{lf.headline} {_ci(h.value, h.ci_low, h.ci_high)}"
+    return text if lf.trusted else text + " ⚠ UNTRUSTED: " + "; ".join(lf.untrusted_because)
 
 
 _VARIANTS_HOW = (

@@ -9,14 +9,32 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hf_cost.config.base import DatasetSpec, MeasuredStep
-from hf_cost.config.fields import BatchSize, PeriodLabel, PosInt, ShownText
+from hf_cost.config.base import DatasetSpec, MeasuredStep, Strict
+from hf_cost.config.fields import BatchSize, Float, PeriodLabel, PosInt, ShownText
 from hf_cost.config.generation import AnswerSettings
 
 # Keys only a classifier's drift reads; a causal LM's drift refuses them when set (steps/drift.py).
-ENCODER_ONLY = ("sequence_length", "exclude_training_rows", "domain_classifier", "max_texts_per_side", "horizon")
+ENCODER_ONLY = ("sequence_length", "exclude_training_rows", "domain_classifier", "max_texts_per_side", "horizon",
+                "label_free")
 # Keys only a causal LM's drift reads; a classifier's refuses them when set.
 LM_ONLY = ("answers", "max_length")
+
+
+class LabelFreeSettings(Strict):
+    """How a classifier's accuracy is estimated without labels, and when an estimate is not trusted."""
+
+    calibration_folds: PosInt = Field(
+        5, ge=2, description="Folds over the in-window held-out rows: a calibrator (temperature or per-class "
+        "isotonic) is kept only when it lowers the out-of-fold expected calibration error.")
+    untrusted_domain_auc: Float = Field(
+        0.80, gt=0.5, le=1.0, description="A period whose domain-classifier AUC is at least this (and above its "
+        "permutation baseline, when it has one) left the training distribution: its estimates are untrusted. "
+        "0.80 lies between the default run's periods where the estimates held (AUC 0.65) and those where they "
+        "failed (AUC 0.96 and above).")
+    untrusted_unseen_word_rate: Float = Field(
+        0.10, gt=0.0, le=1.0, description="A period whose share of words never seen in the training window is at "
+        "least this: its estimates are untrusted (the default run: 3 % where they held, 15 % and more where they "
+        "failed).")
 
 
 class DriftScenario(MeasuredStep):
@@ -61,6 +79,10 @@ class DriftScenario(MeasuredStep):
         "`horizon` periods right after its training window. Train one candidate per window with "
         "fine_tune steps (periods up to t) to get the protocol's curve.",
     )
+
+    label_free: LabelFreeSettings = Field(
+        default_factory=LabelFreeSettings, description="Label-free accuracy estimates: calibration, and the "
+        "input-drift levels at which a period's estimates are labelled untrusted.")
 
     answers: AnswerSettings | None = Field(
         None, description="Causal LM with dataset.label_column: how each period's generated answers become labels "

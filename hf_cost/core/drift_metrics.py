@@ -76,6 +76,38 @@ class Decay(_Metrics):
     slope: Slope | None = _better(True, "least-squares change of the score per period position")
 
 
+class Band(_Metrics):
+    value: float
+    ci_low: float
+    ci_high: float
+    ci_level: float | None = None
+    n: int | None = Field(None, description="the period's rows")
+
+
+class PeriodLabelFree(_Metrics):
+    """A period's label-free accuracy estimates (drift/label_free.py)."""
+
+    estimates: dict[str, Band] = Field(description="every estimator (average_confidence[_calibrated], atc[_calibrated], "
+                                       "doc, cbpe, cbpe_f1_macro), band: percentile bootstrap over the period's rows")
+    headline: str = Field(description="the estimator with the smallest backtest error (cbpe without a backtest)")
+    headline_estimate: Band
+    trusted: bool = Field(description="False when the period's input drift is beyond the trust levels")
+    untrusted_because: list[str] = Field(default_factory=list)
+    errors: dict[str, Band] | None = Field(None, description="labelled periods: estimate - true figure, joint bootstrap CI")
+
+
+class LabelFree(_Metrics):
+    """How the label-free estimates were made and how well each did where labels exist."""
+
+    calibration: dict[str, Any] = Field(description="chosen calibrator, ECE before/after with CIs, out-of-fold ECEs")
+    backtest: dict[str, Any] = Field(description="per estimator: mean and max absolute error over the labelled "
+                                     "out-of-window periods; the headline and why")
+    headline: str
+    estimators_method: str
+    trust_rule: str
+    untrusted_periods: list[str]
+
+
 class PeriodDrift(_Metrics):
     period: str
     position: float = Field(description="x position: periods since the first (gaps count)")
@@ -91,6 +123,7 @@ class PeriodDrift(_Metrics):
     estimated_accuracy: dict[str, Any] | None = Field(
         None, description="label-free: average confidence and ATC (drift/confidence.py), beside the true accuracy"
     )
+    label_free: PeriodLabelFree | None = Field(None, description="calibrated, backtested label-free estimates")
     input_drift: dict[str, dict[str, Any] | None] | None = Field(
         None, description="against the training window: unseen words / word pieces, length KS, label prior, "
         "prediction shift, domain-classifier AUC (drift/input_shift.py)"
@@ -121,6 +154,8 @@ class DriftMetrics(KindMetrics):
     stream: EvalStream | None = Field(None, description="with `horizon`: Wild-Time's Eval-Stream figure")
     label_distribution_reference: dict[str, int] = Field(default_factory=dict)
     lm: LmDrift | None = Field(None, description="causal LM: perplexity decay, and how answers were scored")
+    label_free: LabelFree | None = Field(None, description="a classifier with 20+ in-window rows: calibration, "
+                                         "backtest and trust rule of the label-free estimates")
     duration_s: float = Field(description="inference over every scored row")
     analysis_s: float = Field(description="statistics, input drift and domain classifiers")
     throughput_samples_per_s: float
@@ -144,6 +179,12 @@ class DriftMetrics(KindMetrics):
             bits.append(f"ID − OOD {drop.value * 100:+.1f} pts [{drop.ci_low * 100:+.1f}, {drop.ci_high * 100:+.1f}]")
         if d is not None and d.slope is not None:
             bits.append(describe_slope(d.slope.model_dump(), self.granularity))
+        lf = self.label_free
+        if lf is not None:
+            shown = [p for p in self.periods if p.label_free is not None and not p.in_window]
+            heads.append(f"label-free ({lf.headline}): " + " · ".join(
+                f"{p.period} {p.label_free.headline_estimate.value:.3f}" + ("" if p.label_free.trusted else " UNTRUSTED")
+                for p in shown))
         return SummaryCells(n=f"{self.scored_rows} rows, {len(self.periods)} periods" + dropped(self.dropped_rows),
                             headline="; ".join(heads) or "—", spread="; ".join(bits) or "—")
 

@@ -1,5 +1,6 @@
 """One candidate's drift figures from its predictions: quality per period, decay, input drift
-against the training window, and label-free accuracy estimates.
+against the training window, and label-free accuracy estimates (AC/ATC as before, and the
+calibrated, backtested estimators with their trust labels: drift/label_free.py).
 
 Input-drift figures that do not depend on the candidate (word-level unseen rate, label prior,
 domain classifier) are cached by (reference text, period text), so candidates trained on the
@@ -159,6 +160,9 @@ def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits
             preds_all[id_idx] if len(id_idx) else None, len(label_names),
         )
         periods.append(entry)
+    from hf_cost.drift.label_free import label_free
+
+    estimates = label_free(sc, np.asarray(logits), refs_all, by_period, id_idx, periods, say)
     kept = [e for e in periods if e["n"] > 0]
     correct = [(preds_all[by_period[e["period"]]] == refs_all[by_period[e["period"]]]).astype(float) for e in kept]
     decay = decay_statistics(
@@ -173,4 +177,5 @@ def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits
         "excluded_training_rows": len(data) - len(scored),
         "id_rows": int(len(id_idx)), "periods": periods, "decay": decay,
         "label_distribution_reference": dict(zip(label_names, map(int, drift.ref_label_counts))),
+        "label_free": estimates,
     }

@@ -4,7 +4,9 @@ A period can lose quality because its inputs moved away from what the model was 
 statistic here comes with the test or interval behind it: the share of unseen tokens
 (``unseen_rate``), input lengths (``length_shift``, Kolmogorov-Smirnov), class distributions
 (``distribution_shift``: the label prior, or predicted classes; Jensen-Shannon + chi-square), and
-whether a small classifier can tell period text from training text (``domain_classifier_auc``).
+whether a small classifier can tell period text from training text (``domain_classifier_auc``,
+which lives in hf_cost/drift/domain_classifier.py with its permutation baseline and top terms,
+and is re-exported here so callers keep one import).
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from hf_cost.drift.domain_classifier import _stratified_auc_ci, domain_classifier_auc
 from hf_cost.quality.scoring import bootstrap_ci
 
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+__all__ = [
+    "distribution_shift",
+    "domain_classifier_auc",
+    "length_shift",
+    "unseen_rate",
+    "word_tokens",
+    "_stratified_auc_ci",
+]
 
-# Elements of the (resamples x examples) arrays built at once in the AUC bootstrap (~8 MB).
-_CHUNK_ELEMENTS = 1 << 20
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
 def word_tokens(text: str) -> list[str]:
@@ -154,108 +163,7 @@ def distribution_shift(reference_counts: Sequence[int], period_counts: Sequence[
     }
 
 
-def domain_classifier_auc(
-    reference_texts: Sequence[str],
-    period_texts: Sequence[str],
-    *,
-    seed: int = 0,
-    folds: int = 5,
-    max_per_side: int | None = 1000,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-) -> dict[str, Any]:
-    """Cross-validated AUC of a classifier telling training-window text (0) from period text (1).
-
-    Both sides are subsampled (seeded, without replacement) to m = min(n_ref, n_period,
-    max_per_side). TF-IDF on word 1-2-grams is fitted inside each fold, then logistic regression;
-    the AUC is over the out-of-fold probabilities, its interval a percentile bootstrap of those
-    (label, score) pairs resampled within each class. The p-value is a one-sided Mann-Whitney U
-    test (period scores greater). Returns ``{"auc", "ci_low", "ci_high", "ci_level", "p_value",
-    "n_per_side", "folds", "method"}``, plus ``"skipped"`` (a reason) with None values when
-    m < folds or the texts have no word features.
-    """
-    from scipy.stats import mannwhitneyu
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-
-    if folds < 2 or n_resamples < 1 or not 0.0 < confidence < 1.0:
-        raise ValueError(
-            f"need folds >= 2, n_resamples >= 1, 0 < confidence < 1: {folds}, "
-            f"{n_resamples}, {confidence}"
-        )
-    bad = next((t for t in [*reference_texts, *period_texts] if not isinstance(t, str)), None)
-    if bad is not None:
-        raise TypeError(f"texts must be strings, got {type(bad).__name__}: {bad!r:.60}")
-    cap = max_per_side if max_per_side is not None else max(len(reference_texts), len(period_texts))
-    m = min(len(reference_texts), len(period_texts), cap)
-    report: dict[str, Any] = {
-        **dict.fromkeys(("auc", "ci_low", "ci_high", "p_value")),
-        "ci_level": confidence,
-        "n_per_side": m,
-        "folds": folds,
-        "method": (
-            f"{folds}-fold stratified cross-validation (seed {seed}) of TF-IDF word 1-2-grams + "
-            "logistic regression (C=1), out-of-fold probabilities; ROC AUC with a percentile "
-            f"bootstrap within each class ({n_resamples} resamples); p-value: one-sided "
-            "Mann-Whitney U, approximate because cross-validated scores are not independent"
-        ),
-    }
-    if m < folds:
-        report["skipped"] = f"needs at least {folds} texts per side, has {m}"
-        return report
-    rng = np.random.default_rng(seed)
-    texts = [
-        side[i]
-        for side in (reference_texts, period_texts)
-        for i in rng.choice(len(side), size=m, replace=False)
-    ]
-    labels = np.repeat([0, 1], m)
-    model = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-        LogisticRegression(C=1.0, max_iter=1000, random_state=seed),
-    )
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    try:
-        proba = cross_val_predict(model, texts, labels, cv=cv, method="predict_proba")
-    except ValueError as exc:
-        if "empty vocabulary" not in str(exc):
-            raise
-        report["skipped"] = "no word features in the texts (empty TF-IDF vocabulary in a fold)"
-        return report
-    scores = proba[:, 1]
-    ref_scores, per_scores = scores[:m], scores[m:]
-    low, high = _stratified_auc_ci(ref_scores, per_scores, n_resamples, seed, confidence)
-    p_value = float(mannwhitneyu(per_scores, ref_scores, alternative="greater").pvalue)
-    auc = float(roc_auc_score(labels, scores))
-    report.update(auc=auc, ci_low=low, ci_high=high, p_value=p_value)
-    return report
-
-
 def _tokens_of(doc: Sequence[Hashable]) -> list[Hashable]:
     if isinstance(doc, str):
         raise TypeError(f"a document must be a list of tokens, not a string: {doc!r:.60}")
     return list(doc)
-
-
-def _stratified_auc_ci(
-    neg: np.ndarray, pos: np.ndarray, n_resamples: int, seed: int, confidence: float
-) -> tuple[float, float]:
-    """Percentile AUC interval, negatives and positives resampled separately. Each resample's AUC
-    is (rank sum of positives - n1 (n1 + 1) / 2) / (n1 n0), mid-ranks for ties: roc_auc_score's."""
-    from scipy.stats import rankdata
-
-    n0, n1 = len(neg), len(pos)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _CHUNK_ELEMENTS // (n0 + n1))
-    aucs = []
-    for start in range(0, n_resamples, per_chunk):
-        b = min(per_chunk, n_resamples - start)
-        neg_draw, pos_draw = neg[rng.integers(0, n0, (b, n0))], pos[rng.integers(0, n1, (b, n1))]
-        pos_ranks = rankdata(np.hstack([neg_draw, pos_draw]), axis=1)[:, n0:].sum(axis=1)
-        aucs.append((pos_ranks - n1 * (n1 + 1) / 2) / (n1 * n0))
-    alpha = 1.0 - confidence
-    low, high = np.quantile(np.concatenate(aucs), [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)

@@ -8,7 +8,8 @@ from typing import Any
 from hf_cost.report.drift_plot import drift_groups, drift_plot_name
 
 PERIOD_COLUMNS = (
-    "period", "n", "accuracy [95% CI]", "macro-F1", "S(t) vs previous", "est. accuracy: AC / ATC",
+    "period", "n", "accuracy [95% CI]", "macro-F1", "S(t) vs previous",
+    "label-free estimate [band] · error vs true [95% CI]",
     "unseen words", "unseen word pieces", "length KS D (p)", "label prior JS (p)",
     "prediction JS (p)", "domain AUC [95% CI]",
 )
@@ -28,9 +29,13 @@ def drift_sections(scenarios: list[Any]) -> list[str]:
             lines += _candidate(r)
         if first.lm is not None:  # an LM group: its notes are in its own lines (report/drift_lm.py)
             continue
-        lines += ["S(t) = P(t) − P(t−1). AC = average max-softmax confidence; ATC = average thresholded "
+        lines += ["S(t) = P(t) − P(t−1). Label-free estimate: the headline estimator (smallest backtest error "
+                  "over the labelled out-of-window periods) with its band, a percentile bootstrap over the "
+                  "period's rows; error = estimate − true accuracy, joint bootstrap. ATC = average thresholded "
                   "confidence (Garg et al. 2022), threshold fitted on the in-window rows, so it equals the "
-                  "in-distribution accuracy there by construction. Input drift is against the training "
+                  "in-distribution accuracy there by construction; CBPE = expected accuracy from calibrated "
+                  "probabilities (NannyML); DoC = difference of confidences (Guillory et al. 2021). Older "
+                  "results files show AC / ATC. Input drift is against the training "
                   "window's text; the domain AUC is a cross-validated TF-IDF logistic regression telling "
                   "training text from the period's (0.5 = no drift). JS = Jensen–Shannon divergence in bits, "
                   "p from a chi-square test of homogeneity. Every figure is recomputable from results.json."]
@@ -67,27 +72,81 @@ def _candidate(r: Any) -> list[str]:
                          f"{_ci(st.average)} over {', '.join(st.periods)}.")
         if st.note:
             parts.append(f"Eval-Stream: {st.note}.")
-    lines = [" ".join(parts), "", "| " + " | ".join(PERIOD_COLUMNS) + " |", "|" + "---|" * len(PERIOD_COLUMNS)]
+    lines = [" ".join(parts), *_label_free_lines(m.label_free), "",
+             "| " + " | ".join(PERIOD_COLUMNS) + " |", "|" + "---|" * len(PERIOD_COLUMNS)]
     changes = {c.period: c for c in d.changes}
     for p in m.periods:
         lines.append("| " + " | ".join(_period_cells(p, changes.get(p.period))) + " |")
-    return lines + [""]
+    return lines + _what_drifted(m.periods) + [""]
+
+
+def _what_drifted(periods: list[Any]) -> list[str]:
+    """Per out-of-window period, the words that tell it from the training window most (the domain
+    classifier's largest coefficients), with the share of texts holding each on both sides."""
+    out = []
+    for p in periods:
+        dc = (p.input_drift or {}).get("domain_classifier") or {}
+        terms = dc.get("top_terms") or {}
+        if p.in_window or not (terms.get("period") or terms.get("reference")):
+            continue
+        def shown(side: str) -> str:
+            return ", ".join(f"'{t['term']}' ({t['period_doc_share']:.0%} vs {t['reference_doc_share']:.0%})"
+                             for t in terms.get(side, [])[:5]) or "none"
+        perm = dc.get("permutation")
+        base = ("" if perm is None else f"; AUC vs {perm['n']} label permutations: p = {perm['p_value']:.2g}")
+        out.append(f"- {p.period}: more {shown('period')}; fewer {shown('reference')} (share of texts, period vs "
+                   f"training window{base})")
+    return ["", "What drifted (the domain classifier's strongest words):", *out] if out else []
 
 
 def _period_cells(p: Any, change: Any) -> list[str]:
     label = p.period + (" (window)" if p.in_window else "") + (" ⚠ few rows" if p.few_rows else "")
     if p.accuracy is None:
         return [label, "0", p.note or "—"] + ["—"] * (len(PERIOD_COLUMNS) - 3)
-    est = p.estimated_accuracy
     drift = p.input_drift or {}
     return [
         label, str(p.n), _ci(p.accuracy), f"{p.f1_macro.value:.3f}",
-        "—" if change is None else _pts(change),
-        "—" if est is None else f"{est['average_confidence']:.3f} / {est['atc']:.3f}",
+        "—" if change is None else _pts(change), _estimate(p),
         _rate(drift.get("unseen_word_rate")), _rate(drift.get("unseen_wordpiece_rate")),
         _test(drift.get("length_shift"), "ks_statistic"), _test(drift.get("label_prior_shift"), "js_divergence"),
         _test(drift.get("prediction_shift"), "js_divergence"), _auc(drift.get("domain_classifier")),
     ]
+
+
+def _label_free_lines(lf: Any) -> list[str]:
+    """One paragraph: the calibration kept, each estimator's backtest error, the headline, the trust rule."""
+    if lf is None:
+        return []
+    c = lf.calibration
+    before, after = c["ece_before"], c["ece_after"]
+    text = (f"Label-free estimates: calibrated on the in-window held-out rows ({c['n']} rows, {c['folds']}-fold): "
+            f"{c['chosen']} — {c['reason']}; ECE {before['value']:.3f} [{before['ci_low']:.3f}, "
+            f"{before['ci_high']:.3f}] before, {after['value']:.3f} [{after['ci_low']:.3f}, {after['ci_high']:.3f}] "
+            "after (out of fold).")
+    summary = lf.backtest.get("summary") or {}
+    if summary:
+        text += " Backtest, mean |estimate − true| over the trusted labelled out-of-window periods: " + ", ".join(
+            f"{name} {v['mean_abs_error'] * 100:.1f} pts (max {v['max_abs_error'] * 100:.1f})"
+            for name, v in summary.items() if v.get("mean_abs_error") is not None) + "."
+    text += f" Headline: {lf.headline} ({lf.backtest.get('headline_reason', '')}). Trust: {lf.trust_rule}."
+    if lf.untrusted_periods:
+        text += f" **Untrusted: {', '.join(lf.untrusted_periods)}.**"
+    return ["", text]
+
+
+def _estimate(p: Any) -> str:
+    lf = p.label_free
+    if lf is None:  # an older results file: AC / ATC only
+        est = p.estimated_accuracy
+        return "—" if est is None else f"AC {est['average_confidence']:.3f} / ATC {est['atc']:.3f}"
+    h = lf.headline_estimate
+    cell = f"{lf.headline} {h.value:.3f} [{h.ci_low:.3f}, {h.ci_high:.3f}]"
+    err = (lf.errors or {}).get(lf.headline)
+    if err is not None:
+        cell += f" · {_pts(err)}"
+    if not lf.trusted:
+        cell += " · ⚠ UNTRUSTED: " + "; ".join(lf.untrusted_because)
+    return cell
 
 
 def _ci(x: Any) -> str:

@@ -1,5 +1,6 @@
-"""The drift plot (PNG): quality per period with its 95 % CI band for every candidate, the
-training window shaded, and input drift (domain-classifier AUC) on a second axis.
+"""The drift plot (PNG): quality per period with its 95 % CI band for every candidate, its
+headline label-free estimate (hollow where untrusted), the training window shaded, and input
+drift (domain-classifier AUC) on a second axis.
 
 Drawn from the results alone (results.json holds every figure it shows), linked from report.md.
 """
@@ -35,6 +36,20 @@ def plot_drift(results: list[Any], path: Path, title: str) -> Path:
         line, = ax.plot(x, y, marker="o", label=f"{r.candidate} (accuracy)")
         ax.fill_between(x, [p.accuracy.ci_low * 100 for p in pts], [p.accuracy.ci_high * 100 for p in pts],
                         color=line.get_color(), alpha=0.15, linewidth=0)
+        est = [p for p in pts if p.label_free is not None]
+        if est:  # the headline label-free estimate: filled where trusted, hollow where untrusted
+            trusted = [p for p in est if p.label_free.trusted]
+            untrusted = [p for p in est if not p.label_free.trusted]
+            head = est[0].label_free.headline
+            if trusted:
+                ax.scatter([p.position for p in trusted], [p.label_free.headline_estimate.value * 100 for p in trusted],
+                           marker="D", s=22, color=line.get_color(), zorder=3,
+                           label=f"{r.candidate}: label-free estimate ({head})")
+            if untrusted:
+                ax.scatter([p.position for p in untrusted],
+                           [p.label_free.headline_estimate.value * 100 for p in untrusted], marker="D", s=22,
+                           facecolors="none", edgecolors=line.get_color(), zorder=3,
+                           label=f"{r.candidate}: label-free estimate, UNTRUSTED (input drift)")
         few = [p for p in pts if p.few_rows]
         if few:
             ax.scatter([p.position for p in few], [p.accuracy.value * 100 for p in few], marker="x",

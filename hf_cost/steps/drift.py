@@ -115,6 +115,7 @@ class DriftRunner(MeasureStep):
                 metrics=metrics, memory=memory.to_dict(),
                 raw={"periods": [rows.periods[i] for i in scored], "predictions": preds.tolist(),
                      "references": subset.labels, "confidence": _max_prob(logits),
+                     "logits": [[round(float(x), 6) for x in row] for row in logits],  # the label-free estimates' input
                      "rows": [rows.row_numbers[i] for i in scored]},  # data row in the file, from 1
                 notes=notes,
             )
@@ -134,6 +135,7 @@ _NOT_FOR_LMS = {
     "domain_classifier": "input drift is measured for classifiers only",
     "max_texts_per_side": "input drift (its domain classifier) is measured for classifiers only",
     "horizon": "Eval-Stream needs a candidate trained on the periods up to t (fine_tune), which LMs are not",
+    "label_free": "the label-free estimates read a classifier's softmax probabilities, which an answer parser lacks",
 }
 
 
