@@ -131,6 +131,9 @@ def test_label_free_settings_refused_where_they_cannot_work(tmp_path: Path, tiny
     bad = "\n    label_free: {untrusted_domain_auc: 0.4}"
     scenario = write_scenario(tmp_path, suite(tiny_bert_dir, fine_tune_step(data) + drift_step(data, bad)))
     refused(capsys, scenario, tmp_path / "out", ["untrusted_domain_auc"], command="validate")
+    bad = "\n    label_free: {alert_lower: 0.9, alert_upper: 0.8}"
+    scenario = write_scenario(tmp_path, suite(tiny_bert_dir, fine_tune_step(data) + drift_step(data, bad)))
+    refused(capsys, scenario, tmp_path / "out", ["alert_lower", "below alert_upper"], command="validate")
 
 
 def _period(name: str, rng: np.random.Generator, in_window: bool = False, trusted: bool = True) -> dict[str, Any]:
@@ -160,3 +163,31 @@ def test_the_headline_is_chosen_on_trusted_periods_only() -> None:
     bt = backtest(fitted, periods, n_resamples=100)
     assert bt["summary"]["atc"]["periods"] == ["a", "b", "c"]
     assert "all untrusted" in bt["headline_reason"]
+
+
+def test_alert_thresholds_are_the_in_window_chunks_mean_plus_minus_three_sd(run: dict[str, Any]) -> None:
+    lf = run["result"]["metrics"]["label_free"]
+    t = lf["alert_thresholds"]
+    values = np.asarray(t["chunk_values"], dtype=float)
+    assert len(values) == 5
+    mean, sd = values.mean(), values.std(ddof=1)  # numpy's sample sd, recomputed here
+    assert t["lower"] == pytest.approx(max(0.0, mean - 3 * sd))
+    assert t["upper"] == pytest.approx(min(1.0, mean + 3 * sd))
+    for p in run["result"]["metrics"]["periods"]:
+        v = p["label_free"]["headline_estimate"]["value"]
+        expected = "below" if v < t["lower"] else "above" if v > t["upper"] else None
+        assert p["label_free"]["alert"] == expected
+    assert lf["alert_periods"] == [p["period"] for p in run["result"]["metrics"]["periods"] if p["label_free"]["alert"]]
+
+
+def test_constant_alert_thresholds_from_the_scenario(run: dict[str, Any], tiny_bert_dir: Path) -> None:
+    d = run["dir"] / "constant"
+    d.mkdir()
+    extra = "\n    label_free: {alert_lower: 0.999999, alert_upper: 1.0}"
+    scenario = write_scenario(d, suite(tiny_bert_dir, fine_tune_step(run["data"]) + drift_step(run["data"], extra)))
+    r = only_drift(run_cli(scenario, d / "out"))
+    t = r["metrics"]["label_free"]["alert_thresholds"]
+    assert (t["lower"], t["upper"]) == (0.999999, 1.0) and t["source"]["lower"] == "scenario"
+    below = [p["period"] for p in r["metrics"]["periods"] if p["label_free"]["headline_estimate"]["value"] < 0.999999]
+    assert below and r["metrics"]["label_free"]["alert_periods"] == below
+    assert "ALERT" in (d / "out" / "report.md").read_text(encoding="utf-8")

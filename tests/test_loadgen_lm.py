@@ -32,6 +32,11 @@ OFFLINE = ("\n  - {kind: offline, engine: loadgen, batch_sizes: [3], min_duratio
            "warmup_batches: 1, bucket_by_length: true}")
 
 
+def approx(value: float) -> object:
+    """The same ns figure in ms or s: equal up to float rounding of the unit change (1e-12 relative)."""
+    return pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
 def _eos_prone_llama(directory: Path) -> Path:
     """The tiny Llama with a large random EOS row in its LM head: greedy answers end at EOS after
     a prompt-dependent number of tokens instead of always running to max_new_tokens."""
@@ -143,18 +148,20 @@ def test_single_stream_lm_on_loadgen_reports_loadgens_token_latencies(runs: tupl
     # ... and LoadGen's own detail log, computed in C++ from what it recorded, percentile by percentile
     for p in ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90"):
         key = "p" + p.rstrip("0").rstrip(".")
-        assert tok["ttft_ms"]["percentiles_ms"][key] == lg[f"result_first_token_{p}_percentile_latency_ns"] / 1e6
-        assert tok["tpot_ms"]["percentiles_ms"][key] == lg[f"result_time_per_output_token_{p}_percentile_ns"] / 1e6
-    assert lg["result_first_token_min_latency_ns"] / 1e6 == tok["ttft_ms"]["min_ms"]
-    assert lg["result_time_to_output_token_max"] / 1e6 == tok["tpot_ms"]["max_ms"]
-    assert m["latency_ms"]["percentiles_ms"]["p50"] == lg["result_50.00_percentile_latency_ns"] / 1e6
+        ttft_ns = lg[f"result_first_token_{p}_percentile_latency_ns"]
+        tpot_ns = lg[f"result_time_per_output_token_{p}_percentile_ns"]
+        assert tok["ttft_ms"]["percentiles_ms"][key] == approx(ttft_ns / 1e6)
+        assert tok["tpot_ms"]["percentiles_ms"][key] == approx(tpot_ns / 1e6)
+    assert tok["ttft_ms"]["min_ms"] == approx(lg["result_first_token_min_latency_ns"] / 1e6)
+    assert tok["tpot_ms"]["max_ms"] == approx(lg["result_time_to_output_token_max"] / 1e6)
+    assert m["latency_ms"]["percentiles_ms"]["p50"] == approx(lg["result_50.00_percentile_latency_ns"] / 1e6)
     # LoadGen's token count: its tokens/s over the issue span x that span (its qps figure's (n - 1) / span)
     tokens = lg["result_token_throughput_with_loadgen_overhead"] * (n - 1) / lg["result_qps_with_loadgen_overhead"]
     assert tokens == pytest.approx(sum(raw["output_tokens"]), rel=1e-4)
     # result_token_throughput is tokens / the sum of latencies, divided in ns by LoadGen 6.0.17 (tokens per ns)
     assert lg["result_token_throughput"] * 1e9 == pytest.approx(tok["output_tokens_per_s"], rel=1e-4)
     if lg["early_stopping_met"]:  # LoadGen's last early-stopping estimate is TTFT's (TPOT is checked first)
-        assert tok["ttft_early_stopping_ms"] == lg["early_stopping_latency_ss"] / 1e6
+        assert tok["ttft_early_stopping_ms"] == approx(lg["early_stopping_latency_ss"] / 1e6)
     # MFU still works: each request's analytic FLOPs over the sum of LoadGen's latencies
     assert len(raw["request_flops"]) == n
     achieved = sum(raw["request_flops"]) / (sum(raw["latencies_ms"]) / 1e3)
@@ -177,7 +184,7 @@ def test_offline_lm_on_loadgen_counts_every_token_as_loadgen_does(runs: tuple[di
     assert m["output_tokens_per_s"] == lg["result_tokens_per_second"]
     assert lg["result_tokens_per_second"] * lg["result_max_latency_ns"] / 1e9 == pytest.approx(m["output_tokens"],
                                                                                               rel=1e-4)
-    assert m["duration_s"] == lg["result_max_latency_ns"] / 1e9
+    assert m["duration_s"] == approx(lg["result_max_latency_ns"] / 1e9)
     prompts = sum(raw["batch_real_tokens"])
     assert m["total_tokens_per_s"] == pytest.approx((m["output_tokens"] + prompts) / m["duration_s"])
 

@@ -218,7 +218,8 @@ def _drift(card: _Card) -> str:
         for p in periods.periods:
             a, f = p.accuracy, p.f1_macro
             label = p.period + (" (training window)" if p.in_window else "") + (" ⚠ few rows" if p.few_rows else "")
-            lines.append(_tr([label, str(p.n), "not scored" if a is None else _ci(a.value, a.ci_low, a.ci_high),
+            unscored = "no labels yet" if p.n and getattr(p, "labelled_rows", None) == 0 else "not scored"
+            lines.append(_tr([label, str(p.n), unscored if a is None else _ci(a.value, a.ci_low, a.ci_high),
                               "—" if f is None else _ci(f.value, f.ci_low, f.ci_high), _label_free(p)]))
         lines.append("")
     if not lines:
@@ -227,7 +228,9 @@ def _drift(card: _Card) -> str:
                               "are not scored. Label-free estimate: the estimator with the smallest error where labels "
                               "exist (results.json: label_free.backtest), band by bootstrap over the period's rows; "
                               "UNTRUSTED where the period's text left the training distribution (domain-classifier "
-                              "AUC or unseen-word rate beyond the step's trust levels). See the dataset's README for "
+                              "AUC or unseen-word rate beyond the step's trust levels); ALERT where the estimate left "
+                              "its normal range (in-window chunks' mean ± 3 sd, or the step's constants). See the "
+                              "dataset's README for "
                               "the drift built into its periods."])
 
 
@@ -237,6 +240,8 @@ def _label_free(p: Any) -> str:
         return "—"
     h = lf.headline_estimate
     text = f"{lf.headline} {_ci(h.value, h.ci_low, h.ci_high)}"
+    if getattr(lf, "alert", None):
+        text += f" 🔔 ALERT: {lf.alert} the normal range"
     return text if lf.trusted else text + " ⚠ UNTRUSTED: " + "; ".join(lf.untrusted_because)
 
 

@@ -35,6 +35,19 @@ class LabelFreeSettings(Strict):
         0.10, gt=0.0, le=1.0, description="A period whose share of words never seen in the training window is at "
         "least this: its estimates are untrusted (the default run: 3 % where they held, 15 % and more where they "
         "failed).")
+    alert_chunks: PosInt = Field(
+        5, ge=2, description="Alert thresholds: the in-window rows are cut into this many seeded chunks; the headline "
+        "estimate's mean over them ± 3 standard deviations (NannyML's default) bounds the normal range.")
+    alert_lower: Float | None = Field(
+        None, ge=0.0, le=1.0, description="A constant lower threshold on the estimated accuracy instead of mean - 3σ.")
+    alert_upper: Float | None = Field(
+        None, ge=0.0, le=1.0, description="A constant upper threshold instead of mean + 3σ.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LabelFreeSettings:
+        if self.alert_lower is not None and self.alert_upper is not None and self.alert_lower >= self.alert_upper:
+            raise ValueError(f"alert_lower ({self.alert_lower:g}) must be below alert_upper ({self.alert_upper:g})")
+        return self
 
 
 class DriftScenario(MeasuredStep):

@@ -94,6 +94,8 @@ class PeriodLabelFree(_Metrics):
     trusted: bool = Field(description="False when the period's input drift is beyond the trust levels")
     untrusted_because: list[str] = Field(default_factory=list)
     errors: dict[str, Band] | None = Field(None, description="labelled periods: estimate - true figure, joint bootstrap CI")
+    alert: str | None = Field(None, description="'below' / 'above': the headline estimate left the normal range "
+                              "(LabelFree.alert_thresholds); None inside it")
 
 
 class LabelFree(_Metrics):
@@ -106,12 +108,17 @@ class LabelFree(_Metrics):
     estimators_method: str
     trust_rule: str
     untrusted_periods: list[str]
+    alert_thresholds: dict[str, Any] | None = Field(None, description="lower, upper, the in-window chunk values, "
+                                                    "their mean and sd, where each side comes from")
+    alert_periods: list[str] = Field(default_factory=list)
 
 
 class PeriodDrift(_Metrics):
     period: str
     position: float = Field(description="x position: periods since the first (gaps count)")
     n: int = Field(description="rows scored (training rows excluded)")
+    labelled_rows: int | None = Field(None, description="of those, rows with a label: accuracy, decay and the "
+                                      "backtest use them; 0 for a period whose labels have not arrived")
     rows_in_data: int
     in_window: bool
     few_rows: bool = Field(description="fewer rows than min_rows_per_period: the CI is wide")
@@ -148,9 +155,10 @@ class DriftMetrics(KindMetrics):
     reference_rows: int = Field(description="training-window text the input drift is measured against")
     scored_rows: int
     excluded_training_rows: int
-    id_rows: int = Field(description="scored rows inside the training window (in-distribution)")
+    id_rows: int = Field(description="labelled scored rows inside the training window (in-distribution)")
+    unlabelled_rows: int = Field(0, description="scored rows with an empty label cell (kept: estimated, not scored)")
     periods: list[PeriodDrift]
-    decay: Decay | None = Field(description="accuracy's decay; None for a causal LM scored without labels")
+    decay: Decay | None = Field(description="accuracy's decay; None when no period has labels")
     stream: EvalStream | None = Field(None, description="with `horizon`: Wild-Time's Eval-Stream figure")
     label_distribution_reference: dict[str, int] = Field(default_factory=dict)
     lm: LmDrift | None = Field(None, description="causal LM: perplexity decay, and how answers were scored")
@@ -184,6 +192,7 @@ class DriftMetrics(KindMetrics):
             shown = [p for p in self.periods if p.label_free is not None and not p.in_window]
             heads.append(f"label-free ({lf.headline}): " + " · ".join(
                 f"{p.period} {p.label_free.headline_estimate.value:.3f}" + ("" if p.label_free.trusted else " UNTRUSTED")
+                + (f" ALERT ({p.label_free.alert})" if p.label_free.alert else "")
                 for p in shown))
         return SummaryCells(n=f"{self.scored_rows} rows, {len(self.periods)} periods" + dropped(self.dropped_rows),
                             headline="; ".join(heads) or "—", spread="; ".join(bits) or "—")
@@ -198,8 +207,8 @@ class DriftMetrics(KindMetrics):
         seed = int(result.settings.get("dataset", {}).get("seed", 0))
         raw = result.raw
         out = []
-        for p in self.shown_periods():
-            idx = [i for i, q in enumerate(raw["periods"]) if q == p.period]
+        for p in self.shown_periods():  # labelled rows only (-1: a row whose label has not arrived)
+            idx = [i for i, q in enumerate(raw["periods"]) if q == p.period and raw["references"][i] >= 0]
             out.append(QualityFigure(
                 cell=f"{result.name}:{p.period}", accuracy=p.accuracy, seed=seed,
                 predictions=[raw["predictions"][i] for i in idx], references=[raw["references"][i] for i in idx],

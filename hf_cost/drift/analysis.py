@@ -72,7 +72,9 @@ class InputDrift:
             words = [word_tokens(t) for t in texts]
             shared = {
                 "unseen_word_rate": unseen_rate(self.ref_words, words, n_resamples=sc.bootstrap_resamples, seed=seed),
-                "label_prior_shift": distribution_shift(self.ref_label_counts, np.bincount(labels, minlength=num_labels)),
+                "label_prior_shift": (  # None for a period without labels
+                    distribution_shift(self.ref_label_counts, np.bincount(labels, minlength=num_labels))
+                    if len(labels) else None),
                 "domain_classifier": (
                     domain_classifier_auc(self.window.reference.texts, texts, seed=seed,
                                           max_per_side=sc.max_texts_per_side, n_resamples=sc.bootstrap_resamples)
@@ -136,7 +138,8 @@ def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits
     by_period = {p: np.asarray([j for j, q in enumerate(period_of) if q == p], dtype=np.int64)
                  for p in rows.column.order}
     inside = set(window.periods)
-    id_idx = np.concatenate([by_period[p] for p in rows.column.order if p in inside] or [np.zeros(0, np.int64)])
+    labelled = {p: idx[refs_all[idx] >= 0] for p, idx in by_period.items()}  # rows with a label (-1: none yet)
+    id_idx = np.concatenate([labelled[p] for p in rows.column.order if p in inside] or [np.zeros(0, np.int64)])
     id_correct = preds_all[id_idx] == refs_all[id_idx]
     drift = InputDrift(sc, window, tokenizer, cache)
     periods: list[dict[str, Any]] = []
@@ -149,26 +152,33 @@ def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits
             entry["note"] = "every row of this period is in the training set: nothing left to score"
             periods.append(entry)
             continue
-        say(f"period {p}: {len(idx)} rows" + (" (fewer than min_rows_per_period: wide CI)" if entry["few_rows"] else ""))
-        preds, refs = preds_all[idx], refs_all[idx]
-        entry.update(period_quality(preds, refs, label_names, sc))
+        lab = labelled[p]
+        entry["labelled_rows"] = int(len(lab))
+        say(f"period {p}: {len(idx)} rows" + (f", {len(lab)} labelled" if len(lab) < len(idx) else "")
+            + (" (fewer than min_rows_per_period: wide CI)" if entry["few_rows"] else ""))
+        if len(lab):
+            entry.update(period_quality(preds_all[lab], refs_all[lab], label_names, sc))
+        else:
+            entry["note"] = "no labels in this period yet: label-free estimates and input drift only"
         entry["estimated_accuracy"] = (
             estimate_accuracy(conf_all[id_idx], id_correct, conf_all[idx]) if len(id_idx) else None
         )
         entry["input_drift"] = drift.period(
-            [data.texts[scored[j]] for j in idx], refs, preds,
+            [data.texts[scored[j]] for j in idx], refs_all[lab], preds_all[idx],
             preds_all[id_idx] if len(id_idx) else None, len(label_names),
         )
         periods.append(entry)
     from hf_cost.drift.label_free import label_free
 
     estimates = label_free(sc, np.asarray(logits), refs_all, by_period, id_idx, periods, say)
-    kept = [e for e in periods if e["n"] > 0]
-    correct = [(preds_all[by_period[e["period"]]] == refs_all[by_period[e["period"]]]).astype(float) for e in kept]
+    if not any(e.get("labelled_rows") for e in periods):
+        say("no period has labels: no accuracy and no decay, label-free estimates and input drift only")
+    kept = [e for e in periods if e.get("labelled_rows")]  # decay: the periods with labels, on their labelled rows
+    correct = [(preds_all[labelled[e["period"]]] == refs_all[labelled[e["period"]]]).astype(float) for e in kept]
     decay = decay_statistics(
         correct, [e["period"] for e in kept], [e["position"] for e in kept], [e["in_window"] for e in kept],
         n_resamples=sc.bootstrap_resamples, seed=sc.dataset.seed,
-    )
+    ) if kept else None
     return {
         "stream": eval_stream(sc, kept, correct, window) if sc.horizon else None,
         "period_column": sc.period_column, "granularity": sc.granularity,
@@ -176,6 +186,7 @@ def analyse(sc: Any, rows: PeriodRows, window: Window, scored: list[int], logits
         "reference_rows": len(window.reference), "scored_rows": len(scored),
         "excluded_training_rows": len(data) - len(scored),
         "id_rows": int(len(id_idx)), "periods": periods, "decay": decay,
+        "unlabelled_rows": int(np.sum(refs_all < 0)),
         "label_distribution_reference": dict(zip(label_names, map(int, drift.ref_label_counts))),
         "label_free": estimates,
     }

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from hf_cost.config.base import DatasetSpec
 from hf_cost.config.lineage import Lineage, TrainedOn
 from hf_cost.data.labelled import LabelledSet, labelled_from_dataset
-from hf_cost.data.selection import describe_dropped, narrow_rows
+from hf_cost.data.selection import describe_dropped, is_missing, narrow_rows
 from hf_cost.data.sources import load_split, require_columns
 from hf_cost.drift.lineage import describe
 from hf_cost.drift.periods import PeriodColumn, bin_periods, check_named_periods
@@ -29,6 +29,7 @@ class PeriodRows:
     periods: list[str]  # one per row
     column: PeriodColumn
     row_numbers: list[int] = field(default_factory=list)  # each row's data row in the file, from 1
+    unlabelled: int = 0  # rows kept with an empty label (label id UNLABELLED)
 
     def rows_in(self, period: str) -> list[int]:
         return [i for i, p in enumerate(self.periods) if p == period]
@@ -46,20 +47,38 @@ class Window:
     reference_is_scored_data: bool = False  # True: the reference is half the in-window rows, never scored
 
 
+UNLABELLED = -1  # the label id of a row whose label cell is empty (kept_unlabelled rows only)
+
+
 def load_period_rows(spec: DatasetSpec, sc: Any, where: str, label_names: Sequence[str] | None,
-                     *, order: Sequence[str] | None = None, step: str | None = None) -> PeriodRows:
+                     *, order: Sequence[str] | None = None, step: str | None = None,
+                     keep_unlabelled: bool = False) -> PeriodRows:
     """``spec``'s rows (narrowed as it says) labelled by the model's ``label_names``, each with
     its period from ``sc.period_column`` binned by ``sc.granularity``. ``step``: the key path of
-    the drift step (where `period_column` and `timezone` are), default ``where`` minus its last key."""
+    the drift step (where `period_column` and `timezone` are), default ``where`` minus its last key.
+    ``keep_unlabelled``: a row with an empty label cell is kept with the label id UNLABELLED (a
+    period whose labels have not arrived is a normal case for drift), not dropped."""
     step = step or where.rsplit(".", 1)[0]
     columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column,
                "label_column": spec.label_column}
+    if keep_unlabelled:
+        require_columns(load_split(spec, where), {"label_column": spec.label_column}, where)
+        columns.pop("label_column")
     ds, dropped, column = _dated_rows(spec, sc, where, step, columns, order)
     whole = spec.model_copy(update={"where": None, "select": "all", "max_samples": None})
-    data = labelled_from_dataset(ds, whole, where, label_names)  # nothing left to narrow
+    labelled = [i for i, v in enumerate(ds[spec.label_column]) if not is_missing(v)]
+    data = labelled_from_dataset(ds.select(labelled) if keep_unlabelled else ds, whole, where, label_names)
+    if keep_unlabelled:  # every row, in file order; the labelled ones carry their label ids
+        ids = [UNLABELLED] * len(ds)
+        for i, label in zip(labelled, data.labels):
+            ids[i] = label
+        data = LabelledSet(texts=[str(t) for t in ds[spec.text_column]],
+                           pairs=[str(t) for t in ds[spec.text_pair_column]] if spec.text_pair_column else None,
+                           labels=ids, label_names=data.label_names, description=data.description)
     data.dropped, data.description = dropped, spec.display_name + data.description.removeprefix(whole.display_name)
     periods = [p for p in column.labels if p is not None]  # none missing: narrow_rows dropped them
-    return PeriodRows(data=data, periods=periods, column=column, row_numbers=list(ds[_ROW]))
+    return PeriodRows(data=data, periods=periods, column=column, row_numbers=list(ds[_ROW]),
+                      unlabelled=len(ds) - len(labelled) if keep_unlabelled else 0)
 
 
 @dataclass

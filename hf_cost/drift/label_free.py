@@ -64,8 +64,12 @@ def label_free(sc: Any, logits: np.ndarray, refs: np.ndarray, by_period: dict[st
     fitted = fit_estimators(logits[id_idx], refs[id_idx], calibration)
     scored = [e for e in entries if e["n"] > 0]
     trusted = {e["period"]: trust(e.get("input_drift"), settings) for e in scored}
-    sides = [{"period": e["period"], "in_window": e["in_window"], "logits": logits[by_period[e["period"]]],
-              "labels": refs[by_period[e["period"]]], "trusted": trusted[e["period"]][0]} for e in scored]
+    sides = []  # the backtest reads each period's labelled rows (refs -1: no label yet); None: no label at all
+    for e in scored:
+        idx = by_period[e["period"]]
+        lab = idx[refs[idx] >= 0]
+        sides.append({"period": e["period"], "in_window": e["in_window"], "trusted": trusted[e["period"]][0],
+                      "logits": logits[lab] if len(lab) else logits[idx], "labels": refs[lab] if len(lab) else None})
     bt = backtest(fitted, sides, n_resamples=resamples, seed=seed)
     errors = {p["period"]: p["errors"] for p in bt["periods"] if p.get("labelled")}
     head = bt["headline"] or "cbpe"
@@ -76,6 +80,15 @@ def label_free(sc: Any, logits: np.ndarray, refs: np.ndarray, by_period: dict[st
         ok, why = trusted[e["period"]]
         e["label_free"] = {"estimates": est, "headline": head, "headline_estimate": est[head], "trusted": ok,
                            "untrusted_because": why, "errors": errors.get(e["period"])}
+    thresholds = alert_thresholds(fitted, logits[id_idx], head, settings, seed)
+    for e in scored:
+        value = e["label_free"]["headline_estimate"]["value"]
+        low, high = thresholds["lower"], thresholds["upper"]
+        e["label_free"]["alert"] = ("below" if low is not None and value < low else
+                                    "above" if high is not None and value > high else None)
+    alerts = [e["period"] for e in scored if e["label_free"]["alert"]]
+    if alerts:
+        say(f"alert: the {head} estimate left its normal range for {', '.join(alerts)}")
     untrusted = [e["period"] for e in scored if not e["label_free"]["trusted"]]
     if untrusted:
         say(f"label-free estimates untrusted for {', '.join(untrusted)} (input drift beyond the trust levels)")
@@ -86,4 +99,25 @@ def label_free(sc: Any, logits: np.ndarray, refs: np.ndarray, by_period: dict[st
         "estimators_method": method,
         "trust_rule": TRUST_RULE.format(auc=settings.untrusted_domain_auc, unseen=settings.untrusted_unseen_word_rate),
         "untrusted_periods": untrusted,
+        "alert_thresholds": thresholds,
+        "alert_periods": alerts,
     }
+
+
+def alert_thresholds(fitted: Any, id_logits: np.ndarray, head: str, settings: Any, seed: int) -> dict[str, Any]:
+    """The normal range of the headline estimate: the in-window rows cut into ``alert_chunks``
+    seeded chunks, the estimate on each, mean ± 3 sample standard deviations (NannyML's default
+    thresholds on reference chunks), clipped to [0, 1]; a constant from the scenario replaces a side."""
+    from hf_cost.drift.estimators import estimate
+
+    order = np.random.default_rng(seed).permutation(len(id_logits))
+    chunks = [c for c in np.array_split(order, settings.alert_chunks) if len(c)]
+    values = [estimate(fitted, id_logits[c], n_resamples=1, seed=seed)[head]["value"] for c in chunks]
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    lower = settings.alert_lower if settings.alert_lower is not None else max(0.0, mean - 3 * sd)
+    upper = settings.alert_upper if settings.alert_upper is not None else min(1.0, mean + 3 * sd)
+    return {"lower": lower, "upper": upper, "chunk_values": values, "chunk_mean": mean, "chunk_sd": sd,
+            "source": {"lower": "scenario" if settings.alert_lower is not None else "mean - 3 sd of in-window chunks",
+                       "upper": "scenario" if settings.alert_upper is not None else "mean + 3 sd of in-window chunks"},
+            "method": f"the {head} estimate on {len(chunks)} seeded chunks of the {len(id_logits)} in-window rows "
+                      "(about equal sizes), mean ± 3 sample standard deviations (NannyML's default), clipped to [0, 1]"}

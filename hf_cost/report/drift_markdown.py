@@ -51,15 +51,18 @@ def _candidate(r: Any) -> list[str]:
 
         return lm_candidate_lines(r)
     parts = [f"**{r.candidate}**: training window {', '.join(m.training_window)} ({m.training_window_source}); "
-             f"{m.scored_rows} rows scored, {m.excluded_training_rows} training rows excluded."]
-    if d.in_distribution is not None:
+             f"{m.scored_rows} rows scored, {m.excluded_training_rows} training rows excluded"
+             + (f", {m.unlabelled_rows} without a label yet (estimated, not scored)." if m.unlabelled_rows else ".")]
+    if d is None:
+        parts.append("No period has labels: no accuracy, no decay.")
+    if d is not None and d.in_distribution is not None:
         parts.append(f"In-distribution accuracy {_ci(d.in_distribution)} (n={d.in_distribution.n}).")
-    if d.out_of_distribution is not None:
+    if d is not None and d.out_of_distribution is not None:
         avg, worst = d.out_of_distribution.average, d.out_of_distribution.worst
         parts.append(f"Out-of-distribution average {_ci(avg)}, worst {_ci(worst)} ({worst.period}).")
-    if d.drop is not None:
+    if d is not None and d.drop is not None:
         parts.append(f"Drop ID − OOD average {_pts(d.drop)}; ID − worst {_pts(d.worst_drop)}.")
-    if d.slope is not None:
+    if d is not None and d.slope is not None:
         s = d.slope
         ols = "" if s.ols_ci_low is None else (
             f" (OLS over the {s.periods} period values: 95 % CI {s.ols_ci_low * 100:+.2f} to "
@@ -74,7 +77,7 @@ def _candidate(r: Any) -> list[str]:
             parts.append(f"Eval-Stream: {st.note}.")
     lines = [" ".join(parts), *_label_free_lines(m.label_free), "",
              "| " + " | ".join(PERIOD_COLUMNS) + " |", "|" + "---|" * len(PERIOD_COLUMNS)]
-    changes = {c.period: c for c in d.changes}
+    changes = {c.period: c for c in d.changes} if d is not None else {}
     for p in m.periods:
         lines.append("| " + " | ".join(_period_cells(p, changes.get(p.period))) + " |")
     return lines + _what_drifted(m.periods) + [""]
@@ -101,11 +104,13 @@ def _what_drifted(periods: list[Any]) -> list[str]:
 
 def _period_cells(p: Any, change: Any) -> list[str]:
     label = p.period + (" (window)" if p.in_window else "") + (" ⚠ few rows" if p.few_rows else "")
-    if p.accuracy is None:
+    if p.n == 0:
         return [label, "0", p.note or "—"] + ["—"] * (len(PERIOD_COLUMNS) - 3)
     drift = p.input_drift or {}
+    some = p.labelled_rows is not None and p.labelled_rows < p.n
     return [
-        label, str(p.n), _ci(p.accuracy), f"{p.f1_macro.value:.3f}",
+        label, str(p.n) + (f" ({p.labelled_rows} labelled)" if some else ""),
+        "no labels" if p.accuracy is None else _ci(p.accuracy), "—" if p.f1_macro is None else f"{p.f1_macro.value:.3f}",
         "—" if change is None else _pts(change), _estimate(p),
         _rate(drift.get("unseen_word_rate")), _rate(drift.get("unseen_wordpiece_rate")),
         _test(drift.get("length_shift"), "ks_statistic"), _test(drift.get("label_prior_shift"), "js_divergence"),
@@ -129,6 +134,12 @@ def _label_free_lines(lf: Any) -> list[str]:
             f"{name} {v['mean_abs_error'] * 100:.1f} pts (max {v['max_abs_error'] * 100:.1f})"
             for name, v in summary.items() if v.get("mean_abs_error") is not None) + "."
     text += f" Headline: {lf.headline} ({lf.backtest.get('headline_reason', '')}). Trust: {lf.trust_rule}."
+    t = lf.alert_thresholds
+    if t is not None:
+        text += (f" Alert range of the {lf.headline} estimate: [{t['lower']:.3f}, {t['upper']:.3f}] ({t['method']}; "
+                 f"lower: {t['source']['lower']}, upper: {t['source']['upper']}).")
+    if lf.alert_periods:
+        text += f" **Alerts: {', '.join(lf.alert_periods)}.**"
     if lf.untrusted_periods:
         text += f" **Untrusted: {', '.join(lf.untrusted_periods)}.**"
     return ["", text]
@@ -144,6 +155,8 @@ def _estimate(p: Any) -> str:
     err = (lf.errors or {}).get(lf.headline)
     if err is not None:
         cell += f" · {_pts(err)}"
+    if lf.alert:
+        cell += f" · 🔔 ALERT: {lf.alert} the normal range"
     if not lf.trusted:
         cell += " · ⚠ UNTRUSTED: " + "; ".join(lf.untrusted_because)
     return cell

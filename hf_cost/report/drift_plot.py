@@ -36,7 +36,7 @@ def plot_drift(results: list[Any], path: Path, title: str) -> Path:
         line, = ax.plot(x, y, marker="o", label=f"{r.candidate} (accuracy)")
         ax.fill_between(x, [p.accuracy.ci_low * 100 for p in pts], [p.accuracy.ci_high * 100 for p in pts],
                         color=line.get_color(), alpha=0.15, linewidth=0)
-        est = [p for p in pts if p.label_free is not None]
+        est = [p for p in r.metrics.periods if p.label_free is not None]  # periods without labels too
         if est:  # the headline label-free estimate: filled where trusted, hollow where untrusted
             trusted = [p for p in est if p.label_free.trusted]
             untrusted = [p for p in est if not p.label_free.trusted]

@@ -53,7 +53,8 @@ class DriftRunner(MeasureStep):
         for key, name, labels in scored_candidates(cfg, plan, where, with_names=True):
             rows = loaded.get(tuple(labels))
             if rows is None:
-                rows = loaded[tuple(labels)] = load_period_rows(cfg.dataset, cfg, f"{where}.dataset", labels, order=cfg.order)
+                rows = loaded[tuple(labels)] = load_period_rows(cfg.dataset, cfg, f"{where}.dataset", labels,
+                                                                 order=cfg.order, keep_unlabelled=True)
                 empty = [p for p in cfg.order or [] if p not in rows.column.order]
                 if empty:
                     raise DataError(f"period '{empty[0]}' has no rows in column '{cfg.period_column}'",
@@ -72,7 +73,8 @@ class DriftRunner(MeasureStep):
         labels = model_label_names(cand, f"{ctx.where}.candidates")
         key = tuple(labels)
         if key not in self._rows:
-            self._rows[key] = load_period_rows(sc.dataset, sc, f"{ctx.where}.dataset", labels, order=sc.order)
+            self._rows[key] = load_period_rows(sc.dataset, sc, f"{ctx.where}.dataset", labels, order=sc.order,
+                                               keep_unlabelled=True)
         rows = self._rows[key]
         lineage = (tuple(t.step for t in Lineage(ctx.suite).training_sets(cand.name)), key)
         if lineage not in self._windows:
