@@ -7,6 +7,7 @@ import csv
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 LM_WORDS = [f"w{i}" for i in range(80)] + ["praise", "complaint", "question", "user", "assistant", "system"]
 LM_SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
@@ -61,3 +62,21 @@ model: {{path: {json.dumps(str(model_dir))}, task: text-generation, device: cpu}
 inputs: {{kind: dataset, dataset: {{path: {json.dumps(str(data))}}}, sequence_length: 64, num_samples: 16}}
 {generation}
 scenarios:{scenarios}"""
+
+
+def refused_everywhere(text: str, tmp_path: Path, capsys: Any, fragment: str) -> None:
+    """``text`` as a scenario file: validate and run each exit 2 with one stderr line holding
+    ``fragment``, and nothing is written (no output folder, nothing new beside the file)."""
+    from conftest import write_scenario
+
+    from hf_cost.cli import main
+
+    path = write_scenario(tmp_path / "in", text)
+    before = sorted(p.name for p in path.parent.iterdir())
+    for command in (["validate", str(path)], ["run", str(path), "--output", str(tmp_path / "out"), "--quiet"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+        assert fragment in err, err
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in path.parent.iterdir()) == before

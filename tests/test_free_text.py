@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_scenario
-from lm_helpers import LM_WORDS, lm_suite_yaml, save_tiny_llama
+from lm_helpers import LM_WORDS, lm_suite_yaml, refused_everywhere, save_tiny_llama
 
 from hf_cost.cli import main
 from hf_cost.quality.metric_loader import load_metric
@@ -376,12 +376,4 @@ def test_bad_free_text_settings_are_one_line_exit_2_nothing_written(
                             lambda name, *a, **k: None if name == "sacrebleu" else real(name, *a, **k))
         step = free_text(", metric: chrf")
     text = text or lm_suite_yaml(model, data, step, gen)
-    path = write_scenario(tmp_path / "in", text)
-    before = sorted(p.name for p in path.parent.iterdir())
-    for command in (["validate", str(path)], ["run", str(path), "--output", str(tmp_path / "out"), "--quiet"]):
-        assert main(command) == 2, command
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith("error:"), err
-        assert fragment in err, err
-    assert not (tmp_path / "out").exists()
-    assert sorted(p.name for p in path.parent.iterdir()) == before
+    refused_everywhere(text, tmp_path, capsys, fragment)

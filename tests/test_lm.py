@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_scenario
-from lm_helpers import lm_suite_yaml, save_tiny_llama, tickets_csv
+from lm_helpers import lm_suite_yaml, refused_everywhere, save_tiny_llama, tickets_csv
 
 from hf_cost.cli import main
 
@@ -180,15 +180,7 @@ def test_bad_lm_settings_are_one_line_exit_2_nothing_written(
     elif case == "no_chat_template":
         model = save_tiny_llama(tmp_path / "plain", chat_template=False)
     text = text or lm_suite_yaml(model, data, steps, gen)
-    path = write_scenario(tmp_path / "in", text)
-    before = sorted(p.name for p in path.parent.iterdir())
-    for command in (["validate", str(path)], ["run", str(path), "--output", str(tmp_path / "out"), "--quiet"]):
-        assert main(command) == 2, command
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith("error:"), err
-        assert fragment in err, err
-    assert not (tmp_path / "out").exists()
-    assert sorted(p.name for p in path.parent.iterdir()) == before
+    refused_everywhere(text, tmp_path, capsys, fragment)
 
 
 def test_perplexity_step_matches_transformers_loss(lm: tuple[Path, Path], tmp_path: Path) -> None:
