@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hf_cost.cards.drift_section import drift_section
 from hf_cost.cards.generation import generation_section
 from hf_cost.errors import UserError
 from hf_cost.report.cost_markdown import FIELDS as _COST_FIELDS
 from hf_cost.report.schema import RunResult
 
 SECTIONS = ("cost", "generation", "quality", "drift", "variants", "selection", "reproduce")
-_GRAN = {"half": "half-year"}
 
 
 def card_candidate(results: RunResult, candidate: str | None) -> str:
@@ -103,7 +103,7 @@ def card_sections(results: RunResult, *, candidate: str | None = None, results_p
     candidate = None if candidate is None else md_text(candidate)
     comparison = run_comparison(run)
     card = _Card(run, card_candidate(run, candidate), [] if comparison is None else comparison.rows)
-    out = {"cost": _cost(card), "generation": generation_section(card, _tr), "quality": _quality(card), "drift": _drift(card), "variants": _variants(card),
+    out = {"cost": _cost(card), "generation": generation_section(card, _tr), "quality": _quality(card), "drift": drift_section(card, _tr, _ci), "variants": _variants(card),
            "selection": _selection(card), "reproduce": _reproduce(card, raw_file, candidate, results_path, card_path)}
     return {k: v for k, v in out.items() if v}
 
@@ -193,56 +193,6 @@ def _quality(card: _Card) -> str:
     methods = dict.fromkeys(q.accuracy.method for s in card.ok for q in s.metrics.quality(s))
     return "\n".join(lines + ["", _QUALITY_HOW.format(method="; ".join(methods) or "bootstrap over rows",
                                                       ref=card.reference or "none")])
-
-
-def _drift(card: _Card) -> str:
-    from hf_cost.core.format import describe_slope
-
-    lines: list[str] = []
-    for s in card.ok:
-        periods = s.metrics.period_quality()
-        if periods is None:
-            continue
-        decay, gran = s.metrics.decay_summary(s) or {}, periods.granularity
-        slope, drop = decay.get("slope"), decay.get("drop")
-        trend = (f"accuracy {describe_slope(slope, gran)}; least-squares slope over period positions, "
-                 "CI by bootstrap over rows" if slope else "no trend (fewer than 2 scored periods)")
-        if drop:
-            trend += (f"; in-window minus out-of-window average {drop['value'] * 100:+.1f} points "
-                      f"[{drop['ci_low'] * 100:+.1f}, {drop['ci_high'] * 100:+.1f}]")
-        window = ", ".join(periods.training_window) or "none"
-        lines += [f"**{s.candidate}** ({s.name}, periods from `{periods.period_column}` by "
-                  f"{_GRAN.get(gran, gran)}; training window {window}): {trend}.", "",
-                  _tr(["period", "n", "accuracy [95% CI]", "macro-F1 [95% CI]", "label-free estimate [band]"]),
-                  "|---|---|---|---|---|"]
-        for p in periods.periods:
-            a, f = p.accuracy, p.f1_macro
-            label = p.period + (" (training window)" if p.in_window else "") + (" ⚠ few rows" if p.few_rows else "")
-            unscored = "no labels yet" if p.n and getattr(p, "labelled_rows", None) == 0 else "not scored"
-            lines.append(_tr([label, str(p.n), unscored if a is None else _ci(a.value, a.ci_low, a.ci_high),
-                              "—" if f is None else _ci(f.value, f.ci_low, f.ci_high), _label_free(p)]))
-        lines.append("")
-    if not lines:
-        return ""
-    return "\n".join(lines + ["CIs: percentile bootstrap over the period's rows. Rows the candidate was trained on "
-                              "are not scored. Label-free estimate: the estimator with the smallest error where labels "
-                              "exist (results.json: label_free.backtest), band by bootstrap over the period's rows; "
-                              "UNTRUSTED where the period's text left the training distribution (domain-classifier "
-                              "AUC or unseen-word rate beyond the step's trust levels); ALERT where the estimate left "
-                              "its normal range (in-window chunks' mean ± 3 sd, or the step's constants). See the "
-                              "dataset's README for "
-                              "the drift built into its periods."])
-
-
-def _label_free(p: Any) -> str:
-    lf = getattr(p, "label_free", None)
-    if lf is None:
-        return "—"
-    h = lf.headline_estimate
-    text = f"{lf.headline} {_ci(h.value, h.ci_low, h.ci_high)}"
-    if getattr(lf, "alert", None):
-        text += f" 🔔 ALERT: {lf.alert} the normal range"
-    return text if lf.trusted else text + " ⚠ UNTRUSTED: " + "; ".join(lf.untrusted_because)
 
 
 _VARIANTS_HOW = (
