@@ -366,7 +366,7 @@ def _server_run(price: float, peaks: dict[str, float | None]):
     suite = NS(hardware=Pricing(price_per_hour=price, currency="EUR"), workload=Workload(), budget=Budget())
     run = NS(candidates={n: CandidateInfo.model_construct(size_on_disk_bytes=None, parameters=1_000_000, flops=None)
                          for n in peaks},
-             scenarios=scenarios, costs=build_costs(suite, scenarios, {}), comparison=NS(rows=[]))
+             scenarios=scenarios, costs=build_costs(suite, scenarios, {}), comparison=NS(rows=[], reference=None))
     return candidate_metrics(run)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from hf_cost.cards.drift_section import drift_section
 from hf_cost.cards.generation import generation_section
+from hf_cost.cards.quality_section import quality_section
 from hf_cost.errors import UserError
 from hf_cost.report.cost_markdown import FIELDS as _COST_FIELDS
 from hf_cost.report.schema import RunResult
@@ -103,7 +104,7 @@ def card_sections(results: RunResult, *, candidate: str | None = None, results_p
     candidate = None if candidate is None else md_text(candidate)
     comparison = run_comparison(run)
     card = _Card(run, card_candidate(run, candidate), [] if comparison is None else comparison.rows)
-    out = {"cost": _cost(card), "generation": generation_section(card, _tr), "quality": _quality(card), "drift": drift_section(card, _tr, _ci), "variants": _variants(card),
+    out = {"cost": _cost(card), "generation": generation_section(card, _tr), "quality": quality_section(card, _tr, _ci, _evaluated_on), "drift": drift_section(card, _tr, _ci), "variants": _variants(card),
            "selection": _selection(card), "reproduce": _reproduce(card, raw_file, candidate, results_path, card_path)}
     return {k: v for k, v in out.items() if v}
 
@@ -164,35 +165,6 @@ def _cost(card: _Card) -> str:
                   f"{env.python}; run {run.created_utc}; hf_cost {run.hf_cost_version} "
                   f"(commit {env.git_commit or 'n/a'})."]
     return "\n".join(lines)
-
-
-_QUALITY_HOW = (
-    "Accuracy: share of rows predicted right; 95% CI by {method}. Δ = this candidate − the reference ({ref}) on the "
-    "very same rows: paired bootstrap CI and an exact McNemar test; agreement = same predicted class, Wilson CI. "
-    "Cells named DRIFT:PERIOD come from the drift step (the candidate's training rows not scored)."
-)
-
-
-def _quality(card: _Card) -> str:
-    head = ["candidate", "evaluated on", "accuracy [95% CI]", "n", "Δ vs reference [95% CI]", "McNemar p",
-            "agreement [95% CI]"]
-    lines = [_tr(head), "|" + "---|" * len(head)]
-    steps = {s.name for s in card.run.scenarios}
-    for r in card.rows:
-        for q in r.quality:
-            d, a = q.delta_vs_reference, q.agreement_with_reference
-            # a cell named after a step is scored on that step's dataset; DRIFT:PERIOD cells say where they are from
-            cell = q.scenario if q.scenario not in steps else (
-                f"{q.scenario}: {_split(_dataset_block(card.run, q.scenario))}")
-            lines.append(_tr([card.label(r.candidate), cell, _ci(q.accuracy, q.ci_low, q.ci_high), str(q.n),
-                              "—" if d is None else f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
-                              "—" if d is None or d.get("mcnemar_p") is None else f"{d['mcnemar_p']:.2g}",
-                              "—" if a is None else _ci(a["value"], a["ci_low"], a["ci_high"])]))
-    if len(lines) == 2:
-        return "No accuracy or drift step in this run."
-    methods = dict.fromkeys(q.accuracy.method for s in card.ok for q in s.metrics.quality(s))
-    return "\n".join(lines + ["", _QUALITY_HOW.format(method="; ".join(methods) or "bootstrap over rows",
-                                                      ref=card.reference or "none")])
 
 
 _VARIANTS_HOW = (
@@ -289,6 +261,11 @@ def _shell(value: Any) -> str:
     from hf_cost.report.safe_text import plain_text
 
     return shlex.quote(plain_text(value, 300).replace("`", "'"))
+
+
+def _evaluated_on(run: RunResult, scenario: str) -> str:
+    """Where the step named `scenario` was scored: its dataset block's split, e.g. 'period=2023-H1, holdout 20%'."""
+    return _split(_dataset_block(run, scenario))
 
 
 def _dataset_block(run: RunResult, scenario: str) -> dict[str, Any]:

@@ -25,6 +25,8 @@ def eval_results(results: RunResult, candidate: str, *, results_path: str = "res
     row = next((r for r in comparison.rows if r.candidate == me), None) if comparison is not None else None
     out, seen = [], set()
     for q in row.quality if row is not None else []:
+        if not q.in_tables:  # a drift step's periods between its window and its latest: results.json only
+            continue
         d = _dataset_fields(results, q.scenario)
         key = (d["dataset_type"], d.get("dataset_config"), d["dataset_split"], d.get("dataset_revision"))
         if key in seen:  # two cells on one split: keep them apart on the Hub

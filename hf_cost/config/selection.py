@@ -27,13 +27,18 @@ from hf_cost.errors import ConfigError
 _FIGURE_WORDS = {"value": "value", "ci_low": "lower CI bound", "ci_high": "upper CI bound"}
 
 # Every metric select/from_results.py gives a candidate (its docstring says how each is measured),
-# plus one `accuracy:CELL` per quality cell of a run. A name outside these is a typo, refused.
+# plus one `accuracy:CELL` and one `accuracy_delta:CELL` per quality cell of a run.
+# `accuracy_delta:CELL` is the cell's paired accuracy difference to the run's reference, in points
+# (paired bootstrap CI); `worst_period_delta` the lowest-CI-low-end period delta over the candidate's
+# drift steps, in points (`{metric: worst_period_delta, min: -2}`: that CI low end >= -2 points).
+# The reference itself has both at 0 exactly (CI [0, 0]): it is what the deltas are taken against. A name outside these is a typo, refused.
 # A metric read from a results model's field takes its direction from that field's schema
 # (`higher_is_better`, core/bounds.better): the (model, field) it comes from.
 FROM_MODELS: dict[str, tuple[type, str]] = {
     "p50_latency_ms": (SingleStreamMetrics, "target_latency_ms"),  # a single-stream latency percentile
     "p90_latency_ms": (SingleStreamMetrics, "target_latency_ms"),
-    "accuracy": (AccuracyMetrics, "accuracy"),  # and every `accuracy:CELL`
+    "accuracy": (AccuracyMetrics, "accuracy"),  # and every `accuracy:CELL`, `accuracy_delta:CELL`
+    "worst_period_delta": (AccuracyMetrics, "accuracy"),  # an accuracy difference: better higher, as accuracy
     "speedup": (Speedup, "ratio_geomean"),
     "throughput_samples_per_s": (OfflineMetrics, "throughput_samples_per_s"),
     "accuracy_slope_pts_per_period": (Decay, "slope"),
@@ -59,9 +64,16 @@ METRICS = (
     "cost_per_million_p90", "cost_per_million_at_slo", "accuracy_slope_pts_per_period",
     "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "tpot_p90_ms", "output_tokens_per_s", "perplexity",
     "cost_per_million_output_tokens", "cost_per_million_output_tokens_one_stream", "cost_per_million_output_tokens_at_slo",
+    "worst_period_delta",
 )
 assert set(METRICS) == set(FROM_MODELS) | set(DERIVED_LOWER_IS_BETTER)
 CELL = "accuracy:"
+DELTA_CELL = "accuracy_delta:"
+
+
+def _cell_prefix(metric: str) -> str | None:
+    """`accuracy:` or `accuracy_delta:` when `metric` names a quality cell after it, else None."""
+    return next((p for p in (CELL, DELTA_CELL) if metric.startswith(p) and len(metric) > len(p)), None)
 
 
 def fmt(x: float | None) -> str:
@@ -85,7 +97,7 @@ def fmt(x: float | None) -> str:
 def higher_is_better(metric: str) -> bool | None:
     """Which way `metric` is better: its model field's `higher_is_better`, False for a derived
     metric, None for a name that is not a metric."""
-    name = "accuracy" if metric.startswith(CELL) and len(metric) > len(CELL) else metric
+    name = "accuracy" if _cell_prefix(metric) else metric
     if name in FROM_MODELS:
         model, field = FROM_MODELS[name]
         extra = model.model_fields[field].json_schema_extra
@@ -102,23 +114,24 @@ def direction_of(metric: str) -> Literal["min", "max"] | None:
 def unknown_metric(name: str, cells: Iterable[str] | None = None) -> str | None:
     """Why `name` is not a metric, with a did-you-mean and the names known; None when it is one.
 
-    ``cells`` are the quality cells measured (``accuracy:CELL`` must name one of them); None
-    accepts any cell, for a scenario's `select:` validated before its run.
+    ``cells`` are the quality cells measured (``accuracy:CELL`` and ``accuracy_delta:CELL`` must
+    name one of them); None accepts any cell, for a scenario's `select:` validated before its run.
     """
     if name in METRICS:
         return None
-    if name.startswith(CELL) and len(name) > len(CELL):
+    prefix = _cell_prefix(name)
+    if prefix is not None:
         if cells is None:
             return None
         known_cells = sorted(set(cells))
-        if name[len(CELL):] in known_cells:
+        if name[len(prefix):] in known_cells:
             return None
-        hint = difflib.get_close_matches(name, [CELL + c for c in known_cells], n=1)
-        return (f"no quality cell '{name[len(CELL):]}' in the results" + (f"; did you mean '{hint[0]}'?" if hint else "")
+        hint = difflib.get_close_matches(name, [prefix + c for c in known_cells], n=1)
+        return (f"no quality cell '{name[len(prefix):]}' in the results" + (f"; did you mean '{hint[0]}'?" if hint else "")
                 + f" (cells: {', '.join(known_cells) or 'none'})")
     hint = difflib.get_close_matches(name, METRICS, n=1)
     return (f"unknown metric '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
-            + f" (known: {', '.join(METRICS)}, {CELL}CELL)")
+            + f" (known: {', '.join(METRICS)}, {CELL}CELL, {DELTA_CELL}CELL)")
 
 
 def spec_metrics(spec: Any) -> list[tuple[str, str]]:
@@ -178,7 +191,7 @@ class Objective(Strict):
                 raise ValueError(unknown_metric(self.metric) or f"give the direction (min or max) for '{self.metric}'")
             self.direction = own
         elif own is not None and self.direction != own and self.metric not in DERIVED_LOWER_IS_BETTER:
-            name = "accuracy" if self.metric.startswith(CELL) else self.metric
+            name = "accuracy" if _cell_prefix(self.metric) else self.metric
             model, field = FROM_MODELS[name]
             raise ValueError(f"direction: {self.metric} is better {'higher' if own == 'max' else 'lower'} "
                              f"({model.__name__}.{field}), so '{self.direction}' would rank the worst first; "

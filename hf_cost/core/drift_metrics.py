@@ -198,21 +198,26 @@ class DriftMetrics(KindMetrics):
                             headline="; ".join(heads) or "—", spread="; ".join(bits) or "—")
 
     def shown_periods(self) -> list[Any]:
-        """The periods a comparison shows: those of the training window, and the latest."""
+        """The periods report.md's and the card's tables show: those of the training window, and the latest."""
         scored = [p for p in self.periods if p.accuracy is not None]
         shown = [p for p in scored if p.in_window]
         return shown + ([scored[-1]] if scored and scored[-1] not in shown else [])
 
     def quality(self, result: ScenarioResult) -> list[QualityFigure]:
+        """One cell per labelled period, in period order: the comparison pairs every period with the
+        reference (results.json keeps them all); the window's and the latest are `in_tables`."""
         seed = int(result.settings.get("dataset", {}).get("seed", 0))
         raw = result.raw
+        shown = {p.period for p in self.shown_periods()}
         out = []
-        for p in self.shown_periods():  # labelled rows only (-1: a row whose label has not arrived)
+        for p in self.periods:  # labelled rows only (-1: a row whose label has not arrived)
+            if p.accuracy is None:
+                continue
             idx = [i for i, q in enumerate(raw["periods"]) if q == p.period and raw["references"][i] >= 0]
             out.append(QualityFigure(
                 cell=f"{result.name}:{p.period}", accuracy=p.accuracy, seed=seed,
                 predictions=[raw["predictions"][i] for i in idx], references=[raw["references"][i] for i in idx],
-                rows=[raw["rows"][i] for i in idx]))
+                rows=[raw["rows"][i] for i in idx], period=p.period, in_tables=p.period in shown))
         return out
 
     def period_quality(self) -> PeriodQuality | None:

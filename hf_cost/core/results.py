@@ -90,6 +90,8 @@ class QualityFigure:
     references: list[int]
     rows: list[int] | None  # dataset rows, when the cell is a subset (paired only on the same rows)
     seed: int
+    period: str | None = None  # a drift step's period: the cell is one of the periods its worst-period Δ is taken over
+    in_tables: bool = True  # shown in report.md's and the card's tables (False: results.json only)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ Every figure names where it comes from. Latency and throughput come from each ca
 single_stream/offline runs (measured one after the other, so their ratios carry machine drift:
 the table says so); a `compare` step's interleaved speed-up with its 95 % CI is the claim to
 quote. Accuracy deltas are paired: the same samples, the same bootstrap resamples for both
-candidates (quality/paired.py), with prediction agreement beside them.
+candidates (quality/paired.py), with prediction agreement beside them. A drift step gives one quality
+cell per labelled period, each paired with the reference; per drift step, the period whose paired
+delta has the lowest CI low end is the candidate's `worst_period_delta` (report.md shows the window's
+and the latest period's cells, and that worst one).
 """
 
 from __future__ import annotations
@@ -30,6 +33,22 @@ class QualityCell(_Out):
         None, description="accuracy - reference's accuracy, paired bootstrap 95% CI, 2x2 counts, McNemar p"
     )
     agreement_with_reference: dict[str, Any] | None = None
+    step: str | None = Field(None, description="the step that scored it (None in files written before it was kept)")
+    period: str | None = Field(None, description="a drift step's period; None for a cell that is not one")
+    in_tables: bool = Field(True, description="shown in report.md's and the card's tables: every cell but a drift "
+                            "step's periods outside the training window before the latest")
+
+
+class WorstPeriodDelta(_Out):
+    """Of a drift step's periods, the one whose paired accuracy delta vs the reference has the lowest CI low end."""
+
+    scenario: str = Field(description="the drift step")
+    period: str
+    delta: float = Field(description="accuracy - reference's accuracy on the period's labelled rows (a fraction)")
+    ci_low: float = Field(description="paired percentile bootstrap, the cell's delta_vs_reference")
+    ci_high: float
+    n: Count
+    periods: Count = Field(description="the step's periods with a paired delta, the worst taken over them")
 
 
 class TextQualityCell(_Out):
@@ -71,6 +90,9 @@ class CandidateRow(_Out):
     decay: dict[str, Any] | None = Field(
         None, description="from its first drift result: accuracy slope per period and ID - OOD drop, with CIs"
     )
+    worst_period_delta: list[WorstPeriodDelta] | None = Field(
+        None, description="one per drift step with paired deltas: its worst period (lowest CI low end); "
+        "None for the reference itself (and in files written before it was kept)")
 
 
 class Comparison(_Out):
@@ -123,6 +145,8 @@ def compare_candidates(results: list[Any], candidates: dict[str, Any], reference
             cell.delta_vs_reference = paired_accuracy_difference(ref.predictions, mine.predictions, mine.references,
                                                                  seed=mine.seed)
             cell.agreement_with_reference = agreement(ref.predictions, mine.predictions)
+        if name != reference:
+            row.worst_period_delta = worst_period_deltas(row.quality)
     _text_deltas(rows, results, reference)
     return Comparison(
         reference=reference,
@@ -133,6 +157,22 @@ def compare_candidates(results: list[Any], candidates: dict[str, Any], reference
             "accuracy and free-text deltas: paired percentile bootstrap over the same samples"
         ),
     )
+
+
+def worst_period_deltas(cells: list[QualityCell]) -> list[WorstPeriodDelta]:
+    """Per drift step (in order of first appearance), the period cell whose paired delta has the lowest
+    CI low end (ties: the lower delta, then the earlier period)."""
+    steps: dict[str, list[QualityCell]] = {}
+    for q in cells:
+        if q.period is not None and q.step is not None and q.delta_vs_reference is not None:
+            steps.setdefault(q.step, []).append(q)
+    out = []
+    for step, paired in steps.items():
+        worst = min(paired, key=lambda q: (q.delta_vs_reference["ci_low"], q.delta_vs_reference["value"]))
+        d = worst.delta_vs_reference
+        out.append(WorstPeriodDelta(scenario=step, period=worst.period, delta=d["value"], ci_low=d["ci_low"],
+                                    ci_high=d["ci_high"], n=d["n"], periods=len(paired)))
+    return out
 
 
 def _text_deltas(rows: dict[str, CandidateRow], results: list[Any], reference: str) -> None:
@@ -175,7 +215,8 @@ def _row(name: str, info: Any, results: list[Any], built_by: str | None) -> Cand
             row.interleaved_speedup = speedup
         for q in m.quality(r):
             a = q.accuracy
-            row.quality.append(QualityCell(scenario=q.cell, accuracy=a.value, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n))
+            row.quality.append(QualityCell(scenario=q.cell, accuracy=a.value, ci_low=a.ci_low, ci_high=a.ci_high, n=a.n,
+                                           step=r.name, period=q.period, in_tables=q.in_tables))
         text = m.text_quality(r)
         if text is not None:
             t = text.score

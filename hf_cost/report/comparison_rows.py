@@ -1,4 +1,9 @@
-"""The comparison table as strings, one dict per candidate: shared by report.md and the console."""
+"""The comparison table as strings, one dict per candidate: shared by report.md and the console.
+
+The accuracy columns show the cells `in_tables` (an accuracy step's, a drift step's training-window
+periods and its latest); every period's cell is in results.json, and "worst period Δ" names the
+period whose paired delta has the lowest CI low end (CandidateRow.worst_period_delta).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from hf_cost.report.comparison import CandidateRow, Comparison, TextQualityCell
 
 COMPARISON_COLUMNS = (
     "candidate", "what", "parameters", "on disk", "GFLOP/sample", "p50 (n)", "p50 ratio",
-    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "free text (Δ vs ref)",
+    "interleaved speed-up", "throughput", "peak RSS Δ", "accuracy", "Δ accuracy vs ref", "agreement", "worst period Δ",
+    "free text (Δ vs ref)",
     "decay", "build",
 )
 
@@ -21,6 +27,7 @@ def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
         blank = {k: "—" for k in COMPARISON_COLUMNS}
         return {**blank, "candidate": name, "what": f"FAILED: {row.error}"}
     s = row.interleaved_speedup
+    shown = [q for q in row.quality if q.in_tables]
     return {
         "candidate": name,
         "what": " · ".join(x for x in (row.origin, row.runtime, row.dtype) if x) or "—",
@@ -36,15 +43,16 @@ def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
         "throughput": ", ".join(f"bs{b}: {v:.1f}/s" for b, v in row.throughput_samples_per_s.items()) or "—",
         "peak RSS Δ": _or_dash(row.peak_rss_delta_mib, lambda v: f"{v:.0f} MiB"),
         "accuracy": "; ".join(
-            f"{q.scenario}: {q.accuracy:.4f} [{q.ci_low:.4f}, {q.ci_high:.4f}] n={q.n}" for q in row.quality
+            f"{q.scenario}: {q.accuracy:.4f} [{q.ci_low:.4f}, {q.ci_high:.4f}] n={q.n}" for q in shown
         ) or "—",
         "Δ accuracy vs ref": "; ".join(
             f"{q.scenario}: {d['value']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
-            for q in row.quality if (d := q.delta_vs_reference) is not None
+            for q in shown if (d := q.delta_vs_reference) is not None
         ) or "—",
         "agreement": "; ".join(
-            f"{q.scenario}: {a['value']:.3f}" for q in row.quality if (a := q.agreement_with_reference) is not None
+            f"{q.scenario}: {a['value']:.3f}" for q in shown if (a := q.agreement_with_reference) is not None
         ) or "—",
+        "worst period Δ": _worst(row, row.candidate == reference),
         "free text (Δ vs ref)": "; ".join(_text(t) for t in row.text_quality) or "—",
         "decay": _decay(row.decay),
         "build": "—" if row.build is None else (
@@ -52,6 +60,15 @@ def _cells(row: CandidateRow, reference: str) -> dict[str, str]:
             + _or_blank(row.build.get("train_flops_total"), lambda v: f", {v / 1e12:.3g} TFLOP trained")
         ),
     }
+
+
+def _worst(row: CandidateRow, is_reference: bool) -> str:
+    """``drift: 2025-03 -0.0680 [-0.0980, -0.0400] n=300 (worst of 6)`` per drift step; "reference" on
+    the reference's own row when it has drift periods."""
+    if is_reference:
+        return "reference" if any(q.period is not None for q in row.quality) else "—"
+    return "; ".join(f"{w.scenario}: {w.period} {w.delta:+.4f} [{w.ci_low:+.4f}, {w.ci_high:+.4f}] n={w.n} "
+                     f"(worst of {w.periods})" for w in row.worst_period_delta or []) or "—"
 
 
 def _text(t: TextQualityCell) -> str:

@@ -36,7 +36,8 @@ def print_summary(result: RunResult) -> None:
     if result.comparison is not None:
         from hf_cost.report.comparison_rows import COMPARISON_COLUMNS, comparison_rows
 
-        keep = ("candidate", "what", "on disk", "p50 (n)", "interleaved speed-up", "accuracy", "Δ accuracy vs ref")
+        keep = ("candidate", "what", "on disk", "p50 (n)", "interleaved speed-up", "accuracy", "Δ accuracy vs ref",
+                "worst period Δ")
         cmp_table = Table(title=escape(f"candidates compared (reference: {result.comparison.reference})"))
         for col in keep:
             cmp_table.add_column(col, overflow="fold")

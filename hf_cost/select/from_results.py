@@ -4,9 +4,19 @@ Metric names a constraint or objective can use (units in the names):
 
 - ``p50_latency_ms``, ``p90_latency_ms``: single-stream latency; CI = percentile bootstrap of
   LoadGen's percentile over the raw latencies (1,000 resamples, seed 0);
-- ``accuracy``: the first quality cell of the comparison (CI: its bootstrap; a run of one
+- ``accuracy``: the first quality cell of the comparison's tables (CI: its bootstrap; a run of one
   candidate has no comparison, so its rows are built the same way, report/comparison.py);
-  ``accuracy:CELL`` any cell by name (``accuracy:drift:2025-H1``, ``accuracy:accuracy-2023h1``);
+  ``accuracy:CELL`` any cell by name (``accuracy:drift:2025-H1``, ``accuracy:accuracy-2023h1``;
+  every labelled period of a drift step is a cell);
+- ``accuracy_delta:CELL``: the cell's paired accuracy difference to the run's reference candidate,
+  in points (100 x the comparison's ``delta_vs_reference``: the same rows, paired percentile
+  bootstrap CI); higher is better;
+- ``worst_period_delta``: of every labelled period of the candidate's drift steps, the paired
+  delta (in points, with its CI) whose CI low end is lowest (the comparison's
+  ``worst_period_delta``); ``{metric: worst_period_delta, min: -2}`` keeps a candidate whose worst
+  period's CI low end is >= -2 points. The run's reference has both deltas at 0 exactly (CI
+  [0, 0]), so a constraint on them never drops it; a candidate scored on other rows than the
+  reference has no delta and fails such a constraint as not measured;
 - ``speedup``: the interleaved speed-up over the run's reference, with its CI;
 - ``throughput_samples_per_s`` (best batch size);
 - ``server_peak_qps``: the highest target QPS a server step kept LoadGen VALID under its latency
@@ -103,7 +113,11 @@ def points_from_results(files: list[tuple[str, RunResult]]) -> list[Point]:
 
 
 def candidate_metrics(run: RunResult) -> dict[str, dict[str, Measure]]:
-    rows = {r.candidate: r for r in _rows(run)}
+    from hf_cost.report.comparison import run_comparison
+
+    comparison = run_comparison(run)  # built once: for a run of one candidate it scores the rows
+    rows = {r.candidate: r for r in ([] if comparison is None else comparison.rows)}
+    reference = None if comparison is None else comparison.reference
     costs = {r.candidate: r for r in (run.costs.rows if run.costs is not None else [])}
     out: dict[str, dict[str, Measure]] = {}
     for name, info in run.candidates.items():
@@ -143,6 +157,7 @@ def candidate_metrics(run: RunResult) -> dict[str, dict[str, Measure]]:
         row = rows.get(name)
         if row is not None:
             _from_row(m, row)
+            _deltas(m, row, row.candidate == reference)
         cost = costs.get(name)
         if cost is not None:
             for key, figure in (("cost_per_million", cost.per_million_at_throughput),
@@ -167,14 +182,31 @@ def _from_row(m: dict[str, Measure], row: CandidateRow) -> None:
     s = row.interleaved_speedup  # KindMetrics.speedup's figures
     if s:
         m["speedup"] = Measure(s["ratio"], s["ci_low"], s["ci_high"])
-    for i, q in enumerate(row.quality):
-        cell = Measure(q.accuracy, q.ci_low, q.ci_high)
-        m[f"accuracy:{q.scenario}"] = cell
-        if i == 0:
-            m["accuracy"] = cell
+    for q in row.quality:
+        m[f"accuracy:{q.scenario}"] = Measure(q.accuracy, q.ci_low, q.ci_high)
+    shown = [q for q in row.quality if q.in_tables]
+    if shown:
+        m["accuracy"] = m[f"accuracy:{shown[0].scenario}"]
     slope = row.decay["slope"] if row.decay else None  # KindMetrics.decay_summary's figures
     if slope:
         m["accuracy_slope_pts_per_period"] = Measure(slope["value"] * 100, slope["ci_low"] * 100, slope["ci_high"] * 100)
+
+
+def _deltas(m: dict[str, Measure], row: CandidateRow, is_reference: bool) -> None:
+    """``accuracy_delta:CELL`` and ``worst_period_delta`` in points; 0 exactly for the reference."""
+    if is_reference:
+        zero = Measure(0.0, 0.0, 0.0)
+        m.update({f"accuracy_delta:{q.scenario}": zero for q in row.quality})
+        if any(q.period is not None for q in row.quality):
+            m["worst_period_delta"] = zero
+        return
+    for q in row.quality:
+        d = q.delta_vs_reference
+        if d is not None:
+            m[f"accuracy_delta:{q.scenario}"] = Measure(d["value"] * 100, d["ci_low"] * 100, d["ci_high"] * 100)
+    if row.worst_period_delta:
+        w = min(row.worst_period_delta, key=lambda w: (w.ci_low, w.delta))
+        m["worst_period_delta"] = Measure(w.delta * 100, w.ci_low * 100, w.ci_high * 100)
 
 
 def _percentile_with_ci(lat: np.ndarray, p: float, resamples: int = 1000, seed: int = 0) -> Measure:
