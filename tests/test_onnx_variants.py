@@ -404,12 +404,6 @@ def test_an_onnx_candidate_cannot_be_exported_again(tmp_path, tiny_bert_dir, cap
     refused(tmp_path, tiny_bert_dir, scenarios, capsys, "scenarios[1].from", "'ox'", "onnx")
 
 
-def test_static_int8_is_refused_as_not_supported_yet(tmp_path, tiny_bert_dir, capsys):
-    data = easy_csv(tmp_path / "cal.csv", tiny_bert_dir, n=20)
-    scenarios = f"\n  - kind: onnx_int8\n    mode: static\n    calibration: {dataset_yaml(data, 'all')}\n"
-    refused(tmp_path, tiny_bert_dir, scenarios, capsys, "scenarios[0].mode", "not supported yet")
-
-
 def test_missing_optimum_is_refused_with_the_install_line(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     import importlib.util
 

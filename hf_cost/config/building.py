@@ -72,10 +72,26 @@ class FineTuneScenario(TrainingStep):
     kind: Literal["fine_tune"]
 
 
+class AugmentSettings(Strict):
+    """Extra training texts made from the training rows (Tang et al. 2019, "Distilling
+    task-specific knowledge from BERT into simple neural networks", section 3.2): each word is
+    replaced by the tokenizer's mask token (its unk token if it has none) with probability
+    `mask_prob`; then, with probability `ngram_prob`, only a random n-gram (n from 1 to 5) of
+    the text is kept. The copies carry no hard label: they get the teacher's soft labels and
+    the alignment losses only."""
+
+    copies: NonNegInt = Field(0, description="Augmented texts per training row (0: none).")
+    mask_prob: Float = Field(0.1, ge=0.0, lt=1.0, description="Chance of masking each word.")
+    ngram_prob: Float = Field(0.25, ge=0.0, le=1.0, description="Chance of keeping only an n-gram (n in 1..5).")
+    seed: Seed = 0
+
+
 class DistillStep(TrainingStep):
     """Knowledge distillation (Hinton et al. 2015) into a smaller student of the same family.
 
-    loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T)).
+    loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+         + hidden_weight * MSE(student hidden states, mapped teacher hidden states)   (TinyBERT)
+         + attention_weight * KL(teacher attention || student attention)               (MiniLM)
     The teacher is the `from` candidate (it needs a classification head). The student keeps the
     teacher's embeddings and the encoder layers named in `student_layers` (DistilBERT-style
     initialisation, Sanh et al. 2019); default: every other layer (0, 2, 4, ...).
@@ -87,6 +103,20 @@ class DistillStep(TrainingStep):
     )
     alpha: Float = Field(0.5, ge=0.0, le=1.0, description="Weight of the hard-label cross-entropy.")
     temperature: PosFloat = Field(2.0, description="Softmax temperature of the soft targets.")
+    train_to_budget: bool = Field(
+        False, description="Train for the whole budget (max_steps / max_time_s) after the target is met; the "
+        "time to target is still the first evaluation that met it, and the final model is kept.")
+    hidden_weight: Float = Field(
+        0.0, ge=0.0, description="Weight of the hidden-state MSE against the mapped teacher layers (TinyBERT).")
+    attention_weight: Float = Field(
+        0.0, ge=0.0, description="Weight of the attention-distribution KL against the mapped teacher layers "
+        "(MiniLM); trains with eager attention.")
+    layer_map: list[NonNegInt] | None = Field(
+        None, min_length=1, description="The teacher layer each student layer imitates (hidden_weight, "
+        "attention_weight). Default: TinyBERT's uniform map, student layer j -> teacher layer (j+1)*L_t/L_s - 1.")
+    augment: AugmentSettings = Field(default_factory=AugmentSettings)
+    unlabelled: DatasetSpec | None = Field(
+        None, description="Extra text rows trained on with soft labels only (their label column is ignored).")
 
     @model_validator(mode="after")
     def _layers(self) -> DistillStep:
@@ -97,12 +127,56 @@ class DistillStep(TrainingStep):
             raise ValueError(f"student_layers: {layers} must be in increasing order")
         return self
 
+    @model_validator(mode="after")
+    def _alignment(self) -> DistillStep:
+        if self.layer_map is None:
+            return self
+        if self.hidden_weight == 0 and self.attention_weight == 0:
+            raise ValueError("layer_map: only hidden_weight or attention_weight use it; set one of them above 0")
+        if self.student_layers is not None and len(self.layer_map) != len(self.student_layers):
+            raise ValueError(f"layer_map: {self.layer_map} names {len(self.layer_map)} teacher layer(s) for "
+                             f"{len(self.student_layers)} student layer(s); give one per student layer")
+        return self
+
 
 class OnnxStep(BuildingStep):
     """Export to ONNX Runtime (fp32) through Optimum, so the runtime change is measured apart
     from quantization."""
 
     kind: Literal["onnx"]
+
+
+class AccuracyAware(Strict):
+    """Accuracy-aware int8 (models/int8_tuning.py, after Intel Neural Compressor's tuning): the
+    int8 graph is scored against the fp32 graph on labelled rows; while the paired accuracy
+    change's CI low end is below `min_delta_points`, the most harmful quantized nodes are kept
+    in float (ORT `nodes_to_exclude`) and the graph is quantized again."""
+
+    data: DatasetSpec = Field(description="Labelled rows both graphs are scored on (its max_samples caps them).")
+    min_delta_points: Float = Field(
+        ge=-100.0, le=0.0, description="Bound on the paired accuracy change int8 - fp32, in points: its CI low "
+        "end must be at least this (e.g. -1.0).")
+    max_float_nodes: PosInt = Field(
+        12, description="Most nodes kept in float; when the bound is still not met, the trial with the highest "
+        "CI low end is kept and the result says bound_met: false.")
+    ranking_samples: PosInt = Field(
+        32, description="Rows on which each node, quantized alone, is ranked by mean |logit change|.")
+    sequence_length: PosInt | None = Field(None, description="Defaults to inputs.sequence_length.")
+    batch_size: BatchSize = Field(
+        1, description="Rows per scoring run. Dynamic int8 scales each activation over the whole batch, so "
+        "predictions depend on it; 1 scores each row alone, as single_stream serves it.")
+    confidence: Float = Field(0.95, gt=0.0, lt=1.0)
+    resamples: PosInt = Field(1000, description="Paired bootstrap resamples of the accuracy change.")
+    seed: Seed = 0
+    speed_rounds: PosInt = Field(
+        6, description="Alternating rounds timing the fully int8 and the tuned graph at batch 1.")
+    speed_queries: PosInt = Field(20, description="Queries per graph per round; each round's p50 is compared.")
+
+    @model_validator(mode="after")
+    def _labels(self) -> AccuracyAware:
+        if self.data.label_column is None:
+            raise ValueError("data: data.label_column is required: the accuracy change is scored on labels")
+        return self
 
 
 class OnnxInt8Step(BuildingStep):
@@ -115,8 +189,21 @@ class OnnxInt8Step(BuildingStep):
     )
     per_channel: bool = False
     mode: Literal["dynamic", "static"] = "dynamic"
-    calibration: DatasetSpec | None = Field(None, description="Text to calibrate activations (static mode).")
-    calibration_samples: PosInt = 128
+    calibration: DatasetSpec | None = Field(
+        None, description="Static mode: rows whose text (and text pair) calibrate the activation ranges; labels "
+        "unused.")
+    calibration_samples: PosInt | None = Field(
+        None, description="Static mode (default 128): calibration rows used, a seeded sample (calibration.seed) of "
+        "the rows left after where/select/max_samples.")
+    calibration_method: Literal["minmax", "entropy", "percentile"] | None = Field(
+        None, description="Static mode (default minmax): each activation's range from the min and max seen, the "
+        "histogram threshold of least KL divergence (entropy), or the percentiles of a histogram (percentile).")
+    percentile: Float | None = Field(
+        None, gt=50.0, le=100.0, description="calibration_method: percentile only (default 99.999): the range is "
+        "the (100 - p)th to p-th percentile of each activation's values.")
+    accuracy_aware: AccuracyAware | None = Field(
+        None, description="Keep the nodes that cost most accuracy in float until the paired accuracy change's "
+        "CI low end meets a bound (models/int8_tuning.py).")
 
     @model_validator(mode="after")
     def _calibration(self) -> OnnxInt8Step:
@@ -124,7 +211,24 @@ class OnnxInt8Step(BuildingStep):
             raise ValueError("calibration: static int8 needs a calibration dataset")
         if self.mode == "dynamic" and self.calibration is not None:
             raise ValueError("calibration: only static int8 uses a calibration set (set mode: static)")
+        # None: not asked for (a resolved suite written to results.json validates again the same way);
+        # results files written before static int8 existed hold the old default calibration_samples: 128
+        for key in ("calibration_samples", "calibration_method", "percentile"):
+            value = getattr(self, key)
+            if self.mode == "dynamic" and value is not None and (key, value) != ("calibration_samples", 128):
+                raise ValueError(f"{key}: only static int8 calibrates (set mode: static)")
+        if self.percentile is not None and self.calibration_method != "percentile":
+            raise ValueError(f"percentile: only calibration_method: percentile uses it (this step's method is "
+                             f"{self.calibration_method or 'minmax'})")
         return self
+
+    @property
+    def calibration_rows_asked(self) -> int:
+        return self.calibration_samples or 128
+
+    @property
+    def calibration_method_used(self) -> str:
+        return self.calibration_method or "minmax"
 
 
 class QuantoStep(BuildingStep):

@@ -100,7 +100,9 @@ class Lineage:
         ONNX graph, quanto weights), the nearest such step named."""
         chain = self.ancestry(name)
         for _, cfg in chain:
-            if step_class(cfg.kind).not_a_checkpoint is not None:
+            kind_cls = step_class(cfg.kind)
+            checker = getattr(kind_cls, "not_a_checkpoint_for", None)
+            if (checker(cfg) if checker is not None else getattr(kind_cls, "not_a_checkpoint", None)) is not None:
                 raise UserError(
                     f"'{cfg.name}' is built by {cfg.kind}, with no float transformers checkpoint to prune: "
                     "prune first, then export or quantize",

@@ -1,5 +1,6 @@
 """Typed figures of the building kinds: fine_tune (with its runs and scoring), distill
-(extending it), onnx / onnx_int8, quanto and prune. Units in field names, as in core/metrics.py.
+(extending it), quanto, prune, lora, cast and compile (the ONNX kinds' are in
+core/onnx_metrics.py). Units in field names, as in core/metrics.py.
 
 Their hooks make a building step's entry the candidate's build row (`build_summary`), give
 the cost model the training figures (`training`) and the report its row cells.
@@ -121,8 +122,8 @@ class DistillMetrics(TrainingMetrics):
     """Knowledge distillation into a student with fewer layers: training figures plus the pair's."""
 
     card_settings: ClassVar[tuple[str, ...] | None] = (
-        "student_layers", "alpha", "temperature", "learning_rate", "batch_size", "max_steps", "max_time_s", "runs",
-        "seed")
+        "student_layers", "alpha", "temperature", "hidden_weight", "attention_weight", "train_to_budget",
+        "learning_rate", "batch_size", "max_steps", "max_time_s", "runs", "seed")
 
     student_layers: list[int]
     teacher_layers: Count
@@ -135,6 +136,13 @@ class DistillMetrics(TrainingMetrics):
     student_forward_flops_per_sample: NonNegative | None
     teacher_forward_flops_per_sample: NonNegative | None
     build_time_s: NonNegative
+    train_to_budget: bool = False
+    hidden_weight: NonNegative = 0.0
+    attention_weight: NonNegative = 0.0
+    layer_map: list[int] | None = Field(None, description="teacher layer each student layer imitated (alignment)")
+    labelled_rows: Count | None = Field(None, description="training rows with a hard label (CE + KD)")
+    augmented_rows: Count = Field(0, description="augmented copies of training rows (KD and alignment only)")
+    unlabelled_rows: Count = Field(0, description="rows of `unlabelled` (KD and alignment only)")
 
     def build_summary(self) -> BuildFigures:
         return BuildFigures(time_s=self.build_time_s, train_flops_total=self.train_flops_total)
@@ -151,42 +159,6 @@ class VariantMetrics(KindMetrics):
 
     def build_summary(self) -> BuildFigures:
         return BuildFigures(time_s=self.build_time_s, train_flops_total=None)
-
-
-class OnnxMetrics(VariantMetrics):
-    """An ONNX Runtime export (optimum), fp32."""
-
-    export_time_s: NonNegative
-    onnx_file_bytes: Count
-    opset: int
-    provider: str
-    parameters: Count
-    initializer_bytes: Count
-    session_load_time_s: NonNegative
-    max_abs_output_diff_vs_source: NonNegative = Field(
-        description="max |difference| vs the source torch model: logits or last hidden state; a causal LM's "
-        "logits at the first new token's position")
-    next_token_agreement_vs_source: Share | None = Field(
-        None, description="causal LMs: share of teacher-forced positions where the graph's argmax is the source "
-        "torch model's greedy token")
-    next_tokens_compared: Count | None = Field(None, description="causal LMs: positions behind that share")
-
-    def summary_cells(self, result: ScenarioResult) -> SummaryCells:
-        cells = super().summary_cells(result)
-        if self.next_token_agreement_vs_source is None:
-            return cells
-        return SummaryCells(n=cells.n, headline=cells.headline, spread=(
-            f"vs the source: max |logit difference| {fmt(self.max_abs_output_diff_vs_source, digits=3)}, greedy next "
-            f"token the same at {self.next_token_agreement_vs_source:.0%} of {self.next_tokens_compared} positions; "
-            + cells.spread))
-
-
-class OnnxInt8Metrics(OnnxMetrics):
-    """The ONNX export quantized to int8 by ONNX Runtime (optimum's ORTQuantizer)."""
-
-    quantize_time_s: NonNegative
-    fp32_onnx_file_bytes: Count
-    size_reduction_vs_fp32_onnx: NonNegative
 
 
 class QuantoMetrics(VariantMetrics):
@@ -297,7 +269,8 @@ class CastMetrics(VariantMetrics):
 
     cast_s: NonNegative
     source_dtype: str
-    dtype: str
+    dtype: str = Field(description="the dtype the matmuls run in (dtype: auto resolved; the reason is in settings)")
+    autocast: bool = Field(False, description="true: the float32 weights kept, every forward under torch.autocast(dtype)")
     parameters: Count
     parameter_bytes_before: Count
     parameter_bytes_after: Count
@@ -311,3 +284,35 @@ class CastMetrics(VariantMetrics):
         "classifier's predicted label; None for a bare encoder")
     probe_samples: Count
     saved_checkpoint: str | None
+
+
+class CompileMetrics(VariantMetrics):
+    """A torch candidate wrapped in torch.compile: compile time as a build cost, dynamo's counts, fidelity."""
+
+    backend: str
+    mode: str
+    dynamic: bool | None
+    compile_time_s: float = Field(
+        description="sum over the warm-up lengths of (first compiled call - eager call), batch 1; can be slightly "
+        "negative when nothing was compiled (noise)")
+    warmup_lengths: list[Count] = Field(description="the lengths (tokens) the build called the compiled model at")
+    eager_s_total: NonNegative
+    first_calls_s_total: NonNegative
+    second_calls_s_total: NonNegative = Field(description="a second call at each warm-up length (compiled code)")
+    frames_compiled: Count = Field(description="Python frames dynamo compiled in the warm-up (counters frames.total)")
+    graphs_compiled: Count = Field(description="FX graphs compiled in the warm-up (counters stats.unique_graphs)")
+    graph_breaks: Count
+    graph_break_reasons: list[str] = Field(default_factory=list)
+    recompiles: Count | None = Field(description="frames compiled after the first; None when graph breaks add frames")
+    graphs_compiled_after_warmup: Count = Field(description="graphs the probe comparison still compiled (0: covered)")
+    recompile_limit: int = Field(description="torch._dynamo.config.recompile_limit: compiles of one code object "
+                                 "before dynamo runs new shapes eagerly")
+    fx_graph_cache_hits: Count
+    fx_graph_cache_misses: Count
+    source_dtype: str
+    parameters: Count
+    output_compared: str = Field(description="logit | hidden_state")
+    max_abs_output_difference: NonNegative = Field(description="max |compiled - eager| over the probe samples")
+    top1_agreement: Share | None
+    probe_samples: Count
+    flops_source: str

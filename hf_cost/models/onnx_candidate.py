@@ -173,7 +173,10 @@ class OnnxCandidate(Candidate):
             "inherited from the source torch model on the same sample shape (the ONNX graph is its "
             "export): " + counted.method
         )
-        if self.int8:
+        if self.int8 and "QuantizeLinear" in self.info.model.get("int8_op_counts", {}):
+            how += ("; in this graph the matmuls run as int8 ops (static QDQ: QuantizeLinear/DequantizeLinear pairs "
+                    "ONNX Runtime fuses into int8 kernels)")
+        elif self.int8:
             how += "; in this graph the matmuls run as int8 ops (MatMulInteger after DynamicQuantizeLinear)"
         return counted.model_copy(update={"source": "inherited", "method": "; ".join([how, *notes])})
 

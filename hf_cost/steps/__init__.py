@@ -11,6 +11,7 @@ from hf_cost.steps import (
     accuracy,
     cast,
     compare,
+    compile,
     distill,
     drift,
     fine_tune,
@@ -21,6 +22,7 @@ from hf_cost.steps import (
     offline,
     onnx,
     onnx_int8,
+    onnx_optimized,
     perplexity,
     prune,
     quanto,
@@ -41,8 +43,10 @@ register(fine_tune.FineTuneBuilder)
 register(distill.DistillBuilder)
 register(onnx.OnnxBuilder)
 register(onnx_int8.OnnxInt8Builder)
+register(onnx_optimized.OnnxOptimizedBuilder)
 register(quanto.QuantoBuilder)
 register(cast.CastBuilder)
+register(compile.CompileBuilder)
 register(prune.PruneBuilder)
 register(lora.LoraBuilder)
 register(lora_merge.LoraMergeBuilder)

@@ -105,6 +105,12 @@ class BuildStep(Step):
     not_a_checkpoint: ClassVar[str | None] = None
 
     @classmethod
+    def not_a_checkpoint_for(cls, cfg: Any) -> str | None:
+        """What the candidate ``cfg`` builds is instead of a transformers checkpoint (None: it is one).
+        Default: the kind's `not_a_checkpoint`; a kind whose settings decide it (cast's autocast) overrides."""
+        return cls.not_a_checkpoint
+
+    @classmethod
     def shape_after(cls, cfg: Any, parent: Any) -> Any:
         """The encoder shape (config.lineage.Shape) of the candidate ``cfg`` builds from one of
         shape ``parent``, known before weights load. Default: the architecture is kept."""
@@ -284,8 +290,10 @@ def require_checkpoint(step: Any, plan: Plan, where: str) -> None:
     """Refuse a `from` candidate without a transformers checkpoint (an ONNX graph, quanto weights)."""
     from hf_cost.core.registry import kinds
 
-    kind = next((sc.kind for sc in plan.suite.scenarios if sc.name == step.source), None)
-    what = getattr(kinds().get(kind), "not_a_checkpoint", None)
+    source = next((sc for sc in plan.suite.scenarios if sc.name == step.source), None)
+    kind = getattr(source, "kind", None)
+    step_cls = kinds().get(kind)
+    what = step_cls.not_a_checkpoint_for(source) if hasattr(step_cls, "not_a_checkpoint_for") else None
     if what is not None:
         raise UserError(
             f"'{step.source}' is built by {kind} ({what}), not a transformers checkpoint, so {step.kind} "

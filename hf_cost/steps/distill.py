@@ -3,12 +3,15 @@ with fewer encoder layers, initialised from the teacher's own layers (DistilBERT
 et al. 2019: every other layer by default).
 
 The student trains through the same training session as fine_tune (training/session.py,
-the Accelerate loop of training/loop.py), with a loss hook that runs the frozen teacher in
-inference mode on the same batch and applies the KD loss (training/teacher.py, kd_loss.py);
-time to target, olympic scoring over `runs`, curves and the saved checkpoint are the
-session's (training/result.py). Training FLOPs per sample include the teacher's forward: measured
-with FlopCounterMode (the student's forward + backward, plus the teacher's forward) beside the
-estimate 3 x student forward + teacher forward.
+the Accelerate loop of training/loop.py), with a loss hook that runs the frozen teacher
+without gradients on the same batch and applies the KD loss (training/teacher.py, kd_loss.py),
+plus, when asked, TinyBERT's hidden-state MSE and MiniLM's attention KL against the mapped
+teacher layers; rows without a hard label (augmented copies, unlabelled text:
+training/augment.py, distill_setup.py) get no cross-entropy. `train_to_budget` trains on past
+the target. Time to target, olympic scoring over `runs`, curves and the saved checkpoint are
+the session's (training/result.py). Training FLOPs per sample include the teacher's forward:
+measured with FlopCounterMode (the student's forward + backward, plus the teacher's forward)
+beside the estimate 3 x student forward + teacher forward.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hf_cost.core.results import ScenarioResult
 from hf_cost.errors import UserError
 from hf_cost.measure.timing import clock
 from hf_cost.steps.base import BuildContext, BuildStep, Built, Plan, require_checkpoint, source_labels
+from hf_cost.training.distill_setup import alignment_of, check_soft_label_rows, distill_notes, soft_label_rows
 from hf_cost.training.result import training_metrics, training_result
 from hf_cost.training.session import TrainingContext, prepare_training, save_kept, train_runs, training_context
 from hf_cost.training.teacher import distill_flops, kd_hook, load_teacher, student_factory
@@ -63,6 +67,7 @@ class DistillBuilder(BuildStep):
             raise UserError(f"teacher '{step.source}': {problem}", where=key)
         load_labelled(step.train, f"{where}.train", labels)
         load_labelled(step.eval, f"{where}.eval", labels)
+        check_soft_label_rows(step, where, n)
         return labels
 
     def build(self, step: DistillStep, ctx: BuildContext) -> Built | None:
@@ -82,23 +87,29 @@ class DistillBuilder(BuildStep):
         config = ctx.checkpoint.config
         labels = label_names(config)
         setup = prepare_training(step, ctx, labels)
-        teacher = load_teacher(ctx, setup.accelerator.device)
+        attend = step.attention_weight > 0  # attention probabilities need eager attention
+        teacher = load_teacher(ctx, setup.accelerator.device, "eager" if attend else None)
         n = int(teacher.config.num_hidden_layers)
         layers = list(step.student_layers or default_layers(n))
         problem = layers_error(layers, n)
         if problem:  # check() saw the same from the scenario file; this is the loaded teacher
             raise UserError(f"teacher '{step.source}': {problem}", where=f"{ctx.where}.student_layers")
-        make_student = student_factory(teacher, layers)
+        alignment = alignment_of(step, teacher.config, layers, ctx.where)
+        # attention dropout off when imitating attention: the probabilities compared are the ones used
+        make_student = student_factory(teacher, layers, **({"attention_probs_dropout_prob": 0.0} if attend else {}))
+        rows = soft_label_rows(step, ctx.where, setup)
         flops, student_params = distill_flops(teacher, make_student, setup.data, step.batch_size)
         teacher_params = parameter_count(teacher)
         ctx.progress.say(
             f"[{step.name}] distilling {step.source} ({n} layers, {teacher_params / 1e6:.2f}M parameters) "
-            f"into layers {layers} ({student_params / 1e6:.2f}M) on {len(setup.train)} samples, alpha "
-            f"{step.alpha}, T {step.temperature}; {setup.accelerator.num_processes} process(es), mixed "
-            f"precision {setup.precision}, target {step.target.metric} >= {step.target.value}"
+            f"into layers {layers} ({student_params / 1e6:.2f}M) on {rows.describe()}, alpha "
+            f"{step.alpha}, T {step.temperature}, hidden {step.hidden_weight}, attention {step.attention_weight}; "
+            f"{setup.accelerator.num_processes} process(es), mixed precision {setup.precision}, target "
+            f"{step.target.metric} >= {step.target.value}{' (then on to the budget)' if step.train_to_budget else ''}"
         )
-        loss_fn = kd_hook(teacher, step.alpha, step.temperature, setup.accelerator)
-        runs = train_runs(step, ctx, setup, make_student, loss_fn)
+        loss_fn = kd_hook(teacher, step.alpha, step.temperature, setup.accelerator,
+                          alignment if alignment.active else None)
+        runs = train_runs(step, ctx, setup, make_student, loss_fn, to_budget=step.train_to_budget)
         saved = save_kept(runs, step.name or self.kind, ctx, setup)
         metrics = training_metrics(
             DistillMetrics, setup, runs, saved, flops,
@@ -113,6 +124,13 @@ class DistillBuilder(BuildStep):
             student_forward_flops_per_sample=flops["student_forward_per_sample"],
             teacher_forward_flops_per_sample=flops["teacher_forward_per_sample"],
             build_time_s=clock() - t0,
+            train_to_budget=step.train_to_budget,
+            hidden_weight=step.hidden_weight,
+            attention_weight=step.attention_weight,
+            layer_map=alignment.layer_map if alignment.active else None,
+            labelled_rows=rows.labelled,
+            augmented_rows=rows.augmented,
+            unlabelled_rows=rows.unlabelled,
         )
         notes = [
             (
@@ -125,5 +143,6 @@ class DistillBuilder(BuildStep):
                 "(Sanh et al. 2019); loss = alpha*CE + (1-alpha)*T^2*KL(teacher||student) (Hinton et al. 2015)"
             ),
             "build_time_s: teacher load, FLOP counting, every run, and saving the student",
+            *distill_notes(step, alignment, rows),
         ]
         return training_result(step, setup, runs, metrics, notes), saved.path

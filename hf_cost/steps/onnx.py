@@ -12,7 +12,7 @@ since the exporter reads only those. `onnx_int8` exports the same
 way into a temporary folder inside staging (removed afterwards), then quantizes it with
 `ORTQuantizer` (dynamic int8: weights int8 once, activations quantized at run time) using
 `AutoQuantizationConfig.<isa>`; `isa: auto` picks it from /proc/cpuinfo (measure/cpu_flags.py).
-Static int8 (`mode: static`) is not built yet and is refused by `check`.
+Static int8 (`mode: static`) first calibrates activation ranges on a calibration set.
 
 Each build loads the result as a candidate and runs it beside the source torch model (fp32, CPU)
 on the first samples of the run's performance set: the largest output difference is reported
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_cost.config.building import OnnxStep
-from hf_cost.core.build_metrics import OnnxMetrics
+from hf_cost.core.onnx_metrics import OnnxMetrics
 from hf_cost.errors import UserError
 from hf_cost.steps.base import BuildContext, BuildStep, Built, Plan, require_checkpoint, source_labels
 
@@ -140,7 +140,7 @@ class OnnxBuilder(BuildStep):
             name=name, kind=self.kind, candidate=name,
             settings={**step.model_dump(mode="json", by_alias=True), "task": task, **made["settings"]},
             metrics=metrics, validity=None,
-            raw={"max_abs_output_diff_vs_source_per_sample": parity},
+            raw={"max_abs_output_diff_vs_source_per_sample": parity, **made.get("raw", {})},
             notes=[
                 ("exported with optimum.exporters.onnx.main_export (no output validation), loaded with "
                  "ORTModel on CPUExecutionProvider, intra-op threads = torch's"),

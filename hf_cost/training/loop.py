@@ -40,6 +40,7 @@ class RunRecord:
     converged: bool = False
     stop_reason: str = ""
     time_to_target_s: float | None = None
+    target_step: int | None = None  # the step of the first evaluation that met the target
     wall_s: float = 0.0
     eval_s: float = 0.0
     steps: int = 0
@@ -75,11 +76,14 @@ def train_once(
     seed: int,
     progress: Progress,
     loss_fn: LossHook | None = None,
+    to_budget: bool = False,
 ) -> tuple[RunRecord, Any]:
     """Train one model from ``make_model()``; return its record and the unwrapped model.
 
     The loss is the model's own (``model(**inputs, labels=labels).loss``) unless ``loss_fn``
     is given: then ``loss_fn(model, inputs, labels)`` (distillation runs its teacher there).
+    ``to_budget``: keep training after the target is met, until max_steps / max_time_s; the
+    time to target is then the clock at the first evaluation that met it.
     """
     import torch
     from accelerate.utils import broadcast_object_list, set_seed
@@ -149,9 +153,12 @@ def train_once(
                     f"  seed {seed} step {record.steps}: loss {record.loss_curve[-1][2]:.4f}, "
                     f"{scenario.target.metric} {quality:.4f} (target {scenario.target.value})"
                 )
-                if quality >= scenario.target.value:
-                    record.converged, record.stop_reason, done = True, "target reached", True
-                    break
+                if quality >= scenario.target.value and not record.converged:
+                    record.converged, record.time_to_target_s = True, clock() - start
+                    record.target_step = record.steps
+                    if not to_budget:
+                        record.stop_reason, done = "target reached", True
+                        break
             if record.steps >= scenario.max_steps:
                 record.stop_reason, done = "max_steps reached", True
                 break
@@ -160,8 +167,11 @@ def train_once(
                 record.stop_reason, done = "max_time_s reached", True
                 break
     record.wall_s = clock() - start
-    if record.converged:
+    if record.converged and not to_budget:
         record.time_to_target_s = record.wall_s
+    elif record.converged:
+        record.stop_reason = (f"target reached at step {record.target_step}, "
+                              f"trained on to the budget ({record.stop_reason})")
     if not record.quality_curve or record.quality_curve[-1][0] != record.steps:
         # Stopped by a budget between evaluations: score the model that is returned (and
         # saved), not the last evaluated one. Outside the timed interval.

@@ -120,9 +120,11 @@ def prepare_training(step: TrainingStep, ctx: TrainingContext, label_names: list
 
 
 def train_runs(
-    step: TrainingStep, ctx: TrainingContext, setup: TrainingSetup, make_model: Any, loss_fn: LossHook | None = None
+    step: TrainingStep, ctx: TrainingContext, setup: TrainingSetup, make_model: Any, loss_fn: LossHook | None = None,
+    to_budget: bool = False,
 ) -> TrainingRuns:
-    """`runs` runs with seeds seed, seed+1, ...; the model of the first converged run (else the last)."""
+    """`runs` runs with seeds seed, seed+1, ...; the model of the first converged run (else the last).
+    ``to_budget``: every run trains on to its budget after meeting the target (train_once)."""
     import torch
 
     from hf_cost.measure.memory import track_peak_memory
@@ -134,7 +136,8 @@ def train_runs(
         ctx.progress.say(f"[{step.name}] run {i + 1}/{step.runs} (seed {seed})")
         cuda = torch.device(setup.device) if setup.device.startswith("cuda") else None
         with track_peak_memory(ctx.baseline_rss_bytes, cuda) as mem:
-            record, model = train_once(step, setup.accelerator, make_model, setup.data, seed, ctx.progress, loss_fn)
+            record, model = train_once(step, setup.accelerator, make_model, setup.data, seed, ctx.progress, loss_fn,
+                                       to_budget)
         record.memory = MemoryReading(**mem.to_dict())
         records.append(record)
         if keep_model is None and (record.converged or i == step.runs - 1):

@@ -36,6 +36,37 @@ def layers_error(layers: list[int], num_layers: int) -> str | None:
     return None
 
 
+def uniform_layer_map(num_teacher: int, num_student: int) -> list[int]:
+    """TinyBERT's uniform mapping (Jiao et al. 2020, section 3.3): student layer j (from 0)
+    imitates teacher layer (j + 1) * L_t // L_s - 1, so the last imitates the last:
+    6 -> 3 layers: [1, 3, 5]; 4 -> 2: [1, 3]; 6 -> 4: [0, 2, 3, 5]."""
+    return [(j + 1) * num_teacher // num_student - 1 for j in range(num_student)]
+
+
+def layer_map_error(layer_map: list[int], num_student: int, num_teacher: int) -> str | None:
+    """Why ``layer_map`` cannot map a student of ``num_student`` layers onto ``num_teacher`` (None: it can)."""
+    if len(layer_map) != num_student:
+        return (f"{layer_map} names {len(layer_map)} teacher layer(s) for {num_student} student layer(s); "
+                "give one per student layer")
+    out = [i for i in layer_map if not 0 <= i < num_teacher]
+    if out:
+        return (f"layer {out[0]} is out of range: the teacher has {num_teacher} layer(s), "
+                f"numbered 0 to {num_teacher - 1}")
+    return None
+
+
+def attention_heads_error(config: Any, layers: list[int], layer_map: list[int]) -> str | None:
+    """Why student layer j (teacher layer layers[j]) cannot imitate the attention of teacher layer
+    layer_map[j]: a pruned teacher can leave them with different head counts (None: same counts)."""
+    pruned = {int(k): len(v) for k, v in (getattr(config, "pruned_heads", None) or {}).items()}
+    for j, (own, imitated) in enumerate(zip(layers, layer_map)):
+        if pruned.get(own, 0) != pruned.get(imitated, 0):
+            heads = config.num_attention_heads
+            return (f"student layer {j} (teacher layer {own}, {heads - pruned.get(own, 0)} heads) cannot imitate the "
+                    f"attention of teacher layer {imitated} ({heads - pruned.get(imitated, 0)} heads)")
+    return None
+
+
 def encoder_layer_list(model: Any) -> tuple[str, Any] | None:
     """(dotted name, ModuleList) of the model's transformer layers, or None for another layout."""
     import torch
@@ -70,8 +101,9 @@ def layout_error(config: Any, trust_remote_code: bool = False) -> str | None:
     return None
 
 
-def build_student(teacher: Any, layers: list[int]) -> Any:
-    """A new model of the teacher's class with its embeddings, head and layers ``layers`` copied."""
+def build_student(teacher: Any, layers: list[int], **config_changes: Any) -> Any:
+    """A new model of the teacher's class with its embeddings, head and layers ``layers`` copied;
+    ``config_changes`` are set on the student's config (e.g. attention_probs_dropout_prob=0.0)."""
     found = encoder_layer_list(teacher)
     if found is None:
         raise ValueError(f"{type(teacher).__name__} does not keep its layers in base_model.{LAYOUT}")
@@ -81,6 +113,8 @@ def build_student(teacher: Any, layers: list[int]) -> Any:
         raise ValueError(f"student_layers: {problem}")
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)
+    for key, value in config_changes.items():
+        setattr(config, key, value)
     pruned = {int(k): list(v) for k, v in (getattr(teacher.config, "pruned_heads", None) or {}).items()}
     config.pruned_heads = {j: pruned[i] for j, i in enumerate(layers) if pruned.get(i)}
     student = type(teacher)(config)
