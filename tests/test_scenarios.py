@@ -35,6 +35,18 @@ def test_shipped_scenario_validates(path: Path) -> None:
     assert suite.name
 
 
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.name for p in SCENARIO_FILES])
+def test_shipped_scenario_validates_again_as_results_store_it(path: Path) -> None:
+    """results.json keeps the resolved suite (every default written out) and the writers validate
+    it again at the end of a run: a default that a validator refuses when set explicitly would
+    fail the run after all its work (static-int8 defaults on a dynamic step once did)."""
+    from hf_cost.config.schema import suite_model
+
+    dumped = load_suite(path).model_dump(mode="json", by_alias=True)
+    again = suite_model().model_validate(dumped)
+    assert again.model_dump(mode="json", by_alias=True) == dumped
+
+
 def _fetches(path: Path) -> bool:
     """A file whose model is fetched on first use (the 93 MB GGUF LM): tests never download it."""
     from hf_cost.models.embedded import EMBEDDED, FetchedFile

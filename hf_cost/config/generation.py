@@ -81,7 +81,9 @@ class GenerationSettings(Strict):
                 f"min_new_tokens ({self.min_new_tokens}) is more than max_new_tokens ({self.max_new_tokens})"
             )
         if not self.do_sample:
-            set_for_sampling = [k for k in ("temperature", "top_p", "top_k") if k in self.model_fields_set]
+            # a value other than the default (the defaults are no-ops, and a resolved suite writes them out)
+            fields = type(self).model_fields
+            set_for_sampling = [k for k in ("temperature", "top_p", "top_k") if getattr(self, k) != fields[k].default]
             if set_for_sampling:
                 raise ValueError(
                     f"{', '.join(set_for_sampling)} only act when sampling, and do_sample is false (greedy): "

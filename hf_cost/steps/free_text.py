@@ -49,7 +49,9 @@ class FreeTextScenario(MeasuredStep):
     @model_validator(mode="after")
     def _options_of_the_metric(self) -> FreeTextScenario:
         for metric, keys in METRIC_OPTIONS.items():
-            wrong = [k for k in keys if k in self.model_fields_set and metric != self.metric]
+            # a value other than the default: a resolved suite (results.json) writes every default out
+            wrong = [k for k in keys if metric != self.metric
+                     and getattr(self, k) != type(self).model_fields[k].default]
             if wrong:
                 raise ValueError(f"{', '.join(wrong)}: a {metric} setting, and metric is {self.metric}")
         if self.dataset.label_column is not None:
