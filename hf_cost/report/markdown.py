@@ -79,7 +79,9 @@ def render_markdown(result: RunResult) -> str:
             lines.append("| " + " | ".join(cell(row[c]) for c in COMPARISON_COLUMNS) + " |")
         lines += ["", f"How: {result.comparison.method}. Δ accuracy and agreement are on the same samples "
                   "(paired); [a, b] are 95% CIs; a p50 ratio from sequential runs has no CI and carries "
-                  "the machine's drift, so quote the interleaved speed-up."]
+                  "the machine's drift, so quote the interleaved speed-up. A drift step's accuracy cells here are its "
+                  "training window's periods and its latest; worst period Δ is, of every labelled period, the one "
+                  "whose paired Δ has the lowest CI low end (every period's Δ is in results.json)."]
     from hf_cost.report.cost_markdown import cost_sections
     from hf_cost.report.drift_markdown import drift_sections
 
@@ -174,7 +176,8 @@ def _origin(c: Any, result: RunResult) -> str:
     if c.origin == "base":
         return "the scenario file's checkpoint: " + _where_from(result.model)
     step = c.recipe.get("kind", "a building step")
-    return f"{c.origin} from {c.parent} by {step}, saved at `{c.path}`"
+    where = f"saved at `{c.path}`" if c.path is not None else "in memory (nothing saved)"
+    return f"{c.origin} from {c.parent} by {step}, {where}"
 
 
 def _where_from(m: Any) -> str:
