@@ -169,3 +169,30 @@ def test_inductor_compiles_and_matches_eager(tiny_bert_dir, data, tmp_path):
     assert m["backend"] == "inductor" and m["warmup_lengths"] == [3, 5] and m["graphs_compiled_after_warmup"] == 0
     assert m["compile_time_s"] > 0 and m["max_abs_output_difference"] <= 1e-4
     assert m["fx_graph_cache_hits"] + m["fx_graph_cache_misses"] >= 1
+    cache = tmp_path / "out" / "checkpoints" / "c" / "inductor-cache"  # its generated code, in the run's output
+    assert cache.is_dir() and any(f.is_file() for f in cache.rglob("*"))
+
+
+def test_inductor_cache_goes_inside_the_run_output(tmp_path, monkeypatch):
+    """torch's default cache is a folder under /tmp shared by every run: the build points inductor
+    (and triton) at the candidate's own folder inside the run's staging, unless the user chose one."""
+    import os
+    from types import SimpleNamespace
+
+    from hf_cost.steps import compile as compile_step
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # restored after the test
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/elsewhere")
+    monkeypatch.setattr(compile_step, "USER_INDUCTOR_CACHE", None)
+    folder = compile_step.inductor_cache(SimpleNamespace(output=SimpleNamespace(stage=stage)), "c1")
+    assert folder == stage / "checkpoints" / "c1" / "inductor-cache" and folder.is_dir()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder)
+    assert os.environ["TRITON_CACHE_DIR"] == str(folder / "triton")
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/users/choice")
+    monkeypatch.setattr(compile_step, "USER_INDUCTOR_CACHE", "/users/choice")
+    assert compile_step.inductor_cache(SimpleNamespace(output=SimpleNamespace(stage=stage)), "c2") is None
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/users/choice"
+    assert not (stage / "checkpoints" / "c2").exists()

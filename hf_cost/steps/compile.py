@@ -16,9 +16,11 @@ shortest, median and longest (one graph with a symbolic length serves them all).
 - frames / graphs compiled, graph breaks (with their reasons), and the inductor FX-graph cache's
   hits and misses: the difference of ``torch._dynamo.utils.counters`` across the warm-up. Those
   counters are per process and dynamo's compiled code is kept per Python code object, so a second
-  compiled candidate of the same model class in one run can reuse the first one's graphs (and
-  inductor's on-disk FX cache a previous run's): compile_time_s is then not a cold compile, and the
-  notes say so. ``graphs_compiled_after_warmup``: graphs the probe comparison still compiled.
+  compiled candidate of the same model class in one run can reuse the first one's graphs:
+  compile_time_s is then not a cold compile, and the notes say so. Inductor's on-disk cache (its
+  generated code) goes to checkpoints/<name>/inductor-cache in the run's output, one folder per
+  candidate, so no earlier run or candidate serves it (`inductor_cache`); a TORCHINDUCTOR_CACHE_DIR
+  set before hf_cost starts is kept instead. ``graphs_compiled_after_warmup``: graphs the probe comparison still compiled.
 - max |output difference| and argmax agreement vs the eager source on the first samples of the
   performance set (models/variant_probe.py: logits, or the last hidden state without a head), each
   sample at its own shape.
@@ -37,6 +39,7 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -60,6 +63,28 @@ class CompileStep(BuildingStep):
     dynamic: bool | None = Field(
         None, description="null: static first, dynamic after a shape changes (torch's default); true: symbolic "
         "shapes from the start; false: one graph per shape")
+
+
+# set before hf_cost started: the user's choice of where inductor keeps its generated code
+USER_INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+
+def inductor_cache(ctx: Any, name: str) -> Path | None:
+    """Point inductor (and triton) at checkpoints/<name>/inductor-cache inside the run's output, where
+    the compiled candidate's generated code then lives: torch's default is a folder shared by every
+    run under /tmp, and hf_cost writes only inside the run's output. Each compiled candidate gets
+    its own folder, so its compile is cold (its build cost) and is not served by another's. None:
+    TORCHINDUCTOR_CACHE_DIR was set by the user (kept), or no output (a non-main process)."""
+    if USER_INDUCTOR_CACHE is not None or ctx.output is None:
+        return None
+    from hf_cost.output import inside
+
+    stage = ctx.output.stage
+    folder = inside(stage, stage / "checkpoints" / name / "inductor-cache")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
+    return folder
 
 
 def cxx_compiler() -> str | None:
@@ -88,7 +113,7 @@ class CompileBuilder(BuildStep):
     not_a_checkpoint = "a torch.compile wrapper in memory"
 
     def outputs(self, cfg: Any) -> list[str]:
-        return []
+        return [f"checkpoints/{cfg.name}"] if cfg.backend == "inductor" else []  # inductor's generated code
 
     def check(self, step: Any, plan: Plan, where: str) -> list[str] | None:
         require_checkpoint(step, plan, where)
@@ -123,6 +148,7 @@ class CompileBuilder(BuildStep):
                             f"lengths, over dynamo's recompile_limit ({limit}), past which it runs eagerly: use "
                             "dynamic: null or true, or inputs.lengths: fixed", where="dynamic")
         eager = TorchCandidate(step.source, model, loaded.tokenizer)
+        cache = inductor_cache(ctx, name) if step.backend == "inductor" else None
         compiled = torch.compile(model, backend=step.backend, mode=None if step.mode == "default" else step.mode,
                                  dynamic=step.dynamic)
         candidate = CompiledCandidate(name, model, compiled, loaded.tokenizer)
@@ -172,7 +198,7 @@ class CompileBuilder(BuildStep):
                "max_abs_output_difference_per_sample": cmp.max_abs_difference_per_sample, **cmp.raw_agreement()}
         return Built(
             name=name, parent=step.source, origin="variant", recipe=step.model_dump(mode="json", by_alias=True),
-            result=_result(step, name, metrics, raw, labels), candidate=candidate,
+            result=_result(step, name, metrics, raw, labels), candidate=candidate, files_dir=cache,
         )
 
 
