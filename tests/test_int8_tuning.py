@@ -97,6 +97,10 @@ def tuned_run(planted: dict[str, Any]) -> dict[str, Any]:
     path = planted["tmp"] / "tuned.yaml"
     path.write_text(text, encoding="utf-8")
     out = planted["tmp"] / "out"
+    # a user's files in the output folder, one named like the build's scratch folders
+    (out / ".strict-tuning-mine").mkdir(parents=True)
+    (out / ".strict-tuning-mine" / "keep.txt").write_text("mine\n", encoding="utf-8")
+    (out / "notes.txt").write_text("my notes\n", encoding="utf-8")
     return {"results": by_name(run_cli(path, out)), "out": out}
 
 
@@ -286,3 +290,15 @@ def test_a_causal_lm_is_refused(tmp_path, capsys):
     block = f"{{data: {{path: {json.dumps(str(data))}, label_column: label}}, min_delta_points: -1}}"
     text = lm_suite_yaml(model, data, f"\n  - {{kind: onnx_int8, accuracy_aware: {block}}}\n")
     refused_everywhere(text, tmp_path, capsys, "causal LM")
+
+
+def test_scratch_folders_are_removed_and_the_users_files_kept(tuned_run):
+    """The export and every tuning trial are written into folders the build made inside the run's
+    staging and removes; what the user had in the output folder stays as it was."""
+    out = tuned_run["out"]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "my notes\n"
+    assert (out / ".strict-tuning-mine" / "keep.txt").read_text(encoding="utf-8") == "mine\n"
+    leftovers = [p.name for p in out.rglob("*") if "-tuning-" in p.name or "-fp32-" in p.name]
+    assert leftovers == [".strict-tuning-mine"], leftovers
+    assert sorted(p.name for p in (out / "checkpoints" / "strict").iterdir() if p.suffix == ".onnx") == [
+        "model_quantized.onnx"]
